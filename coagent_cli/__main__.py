@@ -1,0 +1,3 @@
+from coagent_cli.cli import main
+
+main()
