@@ -1,0 +1,144 @@
+"""Core throughput: ops per second through admit / execute / complete, and the peak
+number of stored versions with and without collection.
+
+The environment here is a stub that only tracks digests, so the figure is the cost of
+the protocol core itself (what every op pays before any real I/O).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from coagent_cli.core import make_controller
+from coagent_cli.core.engine import Engine
+from coagent_cli.core.keys import Key
+from coagent_cli.core.model import (
+    ABSENT,
+    Action,
+    AgentFinished,
+    AgentRegistered,
+    Change,
+    Completed,
+    Execute,
+    NoticesTaken,
+    Notify,
+    OpExecuted,
+    OpRedone,
+    OpRequested,
+    OpSpec,
+    OpUndone,
+    Redo,
+    ResumeAgent,
+    ServeRead,
+    Undo,
+)
+
+
+@dataclass
+class CoreFigures:
+    controller: str
+    agents: int
+    ops: int
+    seconds: float
+    peak_versions: int
+    undos: int
+    redos: int
+    notices: int
+
+    @property
+    def ops_per_second(self) -> float:
+        return self.ops / self.seconds if self.seconds else float("inf")
+
+
+class _DigestEnv:
+    """Tracks one digest per key; enough to answer every effect consistently."""
+
+    def __init__(self) -> None:
+        self.live: dict[Key, str] = {}
+        self.images: dict[int, dict[Key, Change]] = {}
+        self.specs: dict[int, OpSpec] = {}
+        self._n = 0
+
+    def _fresh(self) -> str:
+        self._n += 1
+        return f"d{self._n}"
+
+    def execute(self, op: int) -> dict[Key, Change]:
+        writes = {k: Change(self.live.get(k, ABSENT), self._fresh()) for k in self.specs[op].writes}
+        for k, c in writes.items():
+            self.live[k] = c.after
+        self.images[op] = writes
+        return writes
+
+    def undo(self, op: int) -> None:
+        for k, c in self.images[op].items():
+            self.live[k] = c.before
+
+    def redo(self, op: int, changed: bool) -> dict[Key, Change]:
+        writes = {k: Change(self.live.get(k, ABSENT), self._fresh() if changed else c.after)
+                  for k, c in self.images[op].items()}
+        for k, c in writes.items():
+            self.live[k] = c.after
+        self.images[op] = writes
+        return writes
+
+
+def run_core(controller: str = "mtpo", *, agents: int = 64, ops_per_agent: int = 1000, keys: int = 512,
+             collect: bool = True, seed: int = 0, window: int = 8) -> CoreFigures:
+    rng = random.Random(seed)
+    core = make_controller(controller, collect_versions=collect)
+    env = _DigestEnv()
+    names = [f"a{i:02d}" for i in range(agents)]
+    for rank, name in enumerate(names):
+        core.handle(AgentRegistered(name, rank))
+    left = {n: ops_per_agent for n in names}  # in rank order
+    busy: set[str] = set()
+    started = time.perf_counter()
+    op_id = total = 0
+    # A window of `window` agents runs at once; the next joins when one finishes, so
+    # earlier ranks finish first and their versions can be collected.
+    while left:
+        name = rng.choice([n for n in list(left)[:window] if n not in busy] or list(left)[:1])
+        op_id += 1
+        spec = _random_op(rng, op_id, name, keys)
+        env.specs[op_id] = spec
+        busy.add(name)
+        _drain(core, env, core.handle(OpRequested(spec)), busy)
+        total += 1
+        left[name] -= 1
+        if left[name] == 0:
+            del left[name]
+            _drain(core, env, core.handle(AgentFinished(name)), busy)
+    seconds = time.perf_counter() - started
+    s = core.stats
+    return CoreFigures(controller, agents, total, seconds, s.peak_versions, s.undos, s.redos, s.notices)
+
+
+def _random_op(rng: random.Random, op_id: int, agent: str, keys: int) -> OpSpec:
+    k = frozenset({Key("file", f"src/f{rng.randrange(keys)}.py")})
+    if rng.random() < 0.5:
+        return OpSpec(op_id, agent, reads=k, servable=True)
+    return OpSpec(op_id, agent, reads=k, writes=k, observes=frozenset())
+
+
+def _drain(core: Engine, env: _DigestEnv, actions: list[Action], busy: set[str]) -> None:
+    pending = list(actions)
+    while pending:
+        a = pending.pop(0)
+        if isinstance(a, Execute):
+            pending += core.handle(OpExecuted(a.op_id, env.execute(a.op_id)))
+        elif isinstance(a, ServeRead):
+            pending += core.handle(OpExecuted(a.op_id, {}))
+        elif isinstance(a, Undo):
+            env.undo(a.op_id)
+            pending += core.handle(OpUndone(a.op_id))
+        elif isinstance(a, Redo):
+            pending += core.handle(OpRedone(a.op_id, True, env.redo(a.op_id, a.base_changed)))
+        elif isinstance(a, Completed):
+            busy.discard(env.specs[a.op_id].agent)
+        elif isinstance(a, Notify):
+            pending += core.handle(NoticesTaken(a.notice.agent, (a.notice.notice_id,)))
+        elif isinstance(a, ResumeAgent):
+            pending += core.handle(AgentFinished(a.agent))
