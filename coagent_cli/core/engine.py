@@ -253,24 +253,22 @@ class Engine:
         return self._admit_or_wait(rec)
 
     def _admit_or_wait(self, rec: OpRecord) -> list[Action]:
+        admit: Callable[[], list[Action] | None] = lambda: self._admit(rec)  # noqa: E731
         if not rec.spec.reversible and self.holds_irreversible:
-            return self._admit_irreversible(rec)
-        actions = self._admit(rec)
+            # An op with no inverse can never be undone, so it runs only once every
+            # earlier agent is finished for good.
+            if not self._earlier_settled(rec.rank):
+                self.stats.holds += 1
+                self._wait(rec.op_id, rec.order, lambda: self._release(rec))
+                return [Hold(rec.op_id)]
+            admit = lambda: self._release(rec)  # noqa: E731
+        actions = admit()
         if actions is not None:
             return actions
         self.stats.waits += 1
         self._reserved[rec.op_id] = (rec.rank, rec.spec.reads, rec.spec.writes)
-        self._wait(rec.op_id, rec.order, lambda: self._admit(rec))
+        self._wait(rec.op_id, rec.order, admit)
         return [Wait(rec.op_id, "keys latched or locked by another agent")]
-
-    def _admit_irreversible(self, rec: OpRecord) -> list[Action]:
-        """An op with no inverse can never be undone, so it runs only once every
-        earlier agent is finished for good (and its own agent knows all it was told)."""
-        if not self._earlier_settled(rec.rank):
-            self.stats.holds += 1
-            self._wait(rec.op_id, rec.order, lambda: self._release(rec))
-            return [Hold(rec.op_id)]
-        return self._release(rec) or self._admit_or_wait_plain(rec)
 
     def _release(self, rec: OpRecord) -> list[Action] | None:
         if not self._earlier_settled(rec.rank):
@@ -284,12 +282,6 @@ class Engine:
             # Its plan may rest on stale reads: let it take its notices first.
             return self._refuse(rec, "notices_pending", "take your notices, then retry")
         return None
-
-    def _admit_or_wait_plain(self, rec: OpRecord) -> list[Action]:
-        self.stats.waits += 1
-        self._reserved[rec.op_id] = (rec.rank, rec.spec.reads, rec.spec.writes)
-        self._wait(rec.op_id, rec.order, lambda: self._release(rec))
-        return [Wait(rec.op_id, "keys latched or locked by another agent")]
 
     def _wait(self, wid: int, order: tuple[int, int], retry: Callable[[], list[Action] | None]) -> None:
         self._waiting[wid] = (order, retry)
