@@ -91,7 +91,10 @@ def bench(
 def _mount() -> None:
     from coagent_cli.tools.cli import tools_app
 
+    from coagent_cli.monitor.cli import monitor_cmd
+
     app.add_typer(tools_app, name="tools", help="The declared-tool library: list, show, check, add.")
+    app.command("monitor")(monitor_cmd)
 
 
 _mount()
