@@ -91,10 +91,15 @@ def bench(
 def _mount() -> None:
     from coagent_cli.tools.cli import tools_app
 
+    from coagent_cli.daemon.cli import daemon_app, log_cmd, recover_cmd, undo_cmd
     from coagent_cli.monitor.cli import monitor_cmd
 
     app.add_typer(tools_app, name="tools", help="The declared-tool library: list, show, check, add.")
     app.command("monitor")(monitor_cmd)
+    app.add_typer(daemon_app, name="daemon", help="Start, stop or inspect the per-workspace daemon.")
+    app.command("log")(log_cmd)
+    app.command("recover")(recover_cmd)
+    app.command("undo")(undo_cmd)
 
 
 _mount()

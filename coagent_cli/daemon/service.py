@@ -1,0 +1,698 @@
+"""The daemon proper: the `Handler` behind the socket that drives one controller.
+
+It is the real-world twin of `coagent_cli.sim.simulator`: wire requests become core
+events, the core's actions are carried out on the live workspace by an `Executor`, and
+every effect is answered with exactly one completion event.
+
+    begin_op  -> executor footprint -> OpRequested -> ... the agent's own op gets
+                 Execute:   a shell line is granted `run` (the agent's shell runs it and
+                            sends end_op); a tool call is run here and `served`
+                 ServeRead: served here from stored versions (`served`)
+                 Wait/Hold: the request stays open until the op is admitted
+                 Refuse:    an error reply with the core's code
+    end_op    -> executor.finish -> OpExecuted; redos of others go on in the background
+
+Rules this module keeps:
+- One asyncio.Lock serialises every call into the core, so events reach it in one order
+  and the journal records them in that order.
+- Every event fed to the core and every action it returns is journaled (one SQLite
+  transaction per feed, in a worker thread) BEFORE any of those actions is acted on or
+  acknowledged: a crash loses nothing that anybody was told.
+- Effects run in worker threads (asyncio.to_thread), outside the lock; the core latches
+  keys, so effects of different sequences may overlap. Each one feeds its completion
+  back through the lock.
+- Ops belong to their agent, not to a connection: end_op may come on any connection of
+  the same agent (a gated shell may open one per command line). When an agent's LAST
+  connection closes with ops granted but not ended, they are finished with exit status
+  -1 after `orphan_grace` seconds (None: never, wait for a later end_op) and the agent
+  is marked crashed. An agent that leaves with nothing open is simply idle. What such an op did stays done: the executor's images record it.
+
+Resume/Restart/Abort directives of the core are recorded (journal, `directives`, event
+stream); acting on them (relaunching an agent process) is the run launcher's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from coagent_cli.core.engine import Engine
+from coagent_cli.core.keys import Key
+from coagent_cli.core import model as core
+from coagent_cli.daemon import wire
+from coagent_cli.daemon.transport import Connection, EventHub
+from coagent_cli.errors import CoagentError, ExecutionError, ProtocolError, WireError
+from coagent_cli.executor.protocol import (
+    Executor,
+    Footprint,
+    OpRequest,
+    RunResult,
+    ShellCommand,
+    ToolCall,
+)
+from coagent_cli.journal import Journal
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DaemonService", "ServiceConfig", "BAD_TOKEN", "UNKNOWN_OP", "plain"]
+
+BAD_TOKEN = "bad_token"
+UNKNOWN_OP = "unknown_op"
+NOT_GRANTED = "not_granted"
+UNKNOWN_AGENT = "unknown_agent"
+DIFF_CAP = 8 * 1024
+_RECENT_OPS = 50   # ops a snapshot shows
+_KEPT_OPS = 5000   # ops kept in memory for status and routing
+
+
+@dataclass
+class ServiceConfig:
+    """How one daemon behaves; tokens are issued by the launcher (run.py)."""
+
+    workspace: Path                    # the live workspace (absolute)
+    agents: dict[str, str]             # agent name -> token, in rank order
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    monitor_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    cc: str = "mtpo"                   # the controller's name, for status
+    orphan_grace: float | None = 0.0   # seconds before an abandoned granted op is ended
+
+
+@dataclass
+class _Agent:
+    name: str
+    rank: int
+    token: str
+    state: wire.AgentState = "registered"
+    ops: int = 0
+    inbox: dict[int, wire.Notice] = field(default_factory=dict)
+    conns: set[Connection] = field(default_factory=set)
+    orphan_timer: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Op:
+    op_id: int
+    agent: str
+    summary: str
+    kind: str                           # shell | tool
+    reads: list[str]
+    writes: list[str]
+    state: wire.OpState = "held"
+    granted: asyncio.Future[wire.OpGranted] | None = None
+    result: RunResult | None = None
+    reply: wire.OpAction = "served"     # how the grant reads when the daemon performed it
+    running: bool = False               # granted `run`, end_op not yet received
+    orphan: bool = False                # nobody waits for the grant any more
+
+
+class DaemonService:
+    """The Handler: owns the controller, the executor and the journal of one run."""
+
+    def __init__(self, config: ServiceConfig, controller: Engine, executor: Executor,
+                 journal: Journal, hub: EventHub) -> None:
+        self.config = config
+        self.core = controller
+        self.executor = executor
+        self.journal = journal
+        self.hub = hub
+        self.agents = {n: _Agent(n, r, t) for r, (n, t) in enumerate(config.agents.items())}
+        self.ops: dict[int, _Op] = {}
+        self.directives: list[dict[str, str]] = []  # resume/restart/abort, for the launcher
+        self.failures: list[str] = []               # effects that could not be performed
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._retracts: dict[int, asyncio.Future[None]] = {}
+        self._next_id = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Register the agents with the core, in rank order (journaled)."""
+        start = await asyncio.to_thread(self.journal.get_meta, "next_op_id")
+        self._next_id = int(start or 0)  # a continued run goes on numbering its ops
+        for agent in self.agents.values():
+            await self._feed(core.AgentRegistered(agent.name, agent.rank))
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for background effects to finish (at shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=left)
+
+    @property
+    def quiescent(self) -> bool:
+        return self.core.quiescent
+
+    # ---------------------------------------------------------------- Handler
+
+    async def authenticate(self, conn: Connection, hello: wire.Hello) -> wire.HelloReply:
+        wanted = self._token_for(hello)
+        if wanted is None or not secrets.compare_digest(wanted.encode(), hello.token.encode()):
+            raise WireError("unknown agent or wrong token", code=BAD_TOKEN)
+        if hello.agent is None:
+            return wire.HelloReply()
+        agent = self.agents[hello.agent]
+        agent.conns.add(conn)
+        if agent.orphan_timer is not None:
+            agent.orphan_timer.cancel()
+            agent.orphan_timer = None
+        if agent.state in ("registered", "crashed"):
+            await self._set_state(agent, "running", "agent_joined")
+        return wire.HelloReply(rank=agent.rank)
+
+    def _token_for(self, hello: wire.Hello) -> str | None:
+        if hello.role == "agent":
+            agent = self.agents.get(hello.agent or "")
+            return agent.token if agent is not None else None
+        return {"admin": self.config.admin_token, "monitor": self.config.monitor_token}[hello.role]
+
+    async def handle(self, conn: Connection, request: wire.Request) -> wire.Response:
+        method: Callable[[Connection, Any], Any] = getattr(self, "_on_" + request.type)
+        return await method(conn, request)
+
+    async def disconnected(self, conn: Connection) -> None:
+        agent = self.agents.get(conn.agent or "")
+        if agent is None:
+            return
+        agent.conns.discard(conn)
+        if agent.conns or self.config.orphan_grace is None or not self._open_ops(agent.name):
+            return  # an idle agent may come back on a new connection (one per command line)
+        agent.orphan_timer = self._spawn(self._abandon(agent))
+
+    def snapshot(self) -> wire.Snapshot:
+        agents = [wire.AgentInfo(name=a.name, rank=a.rank, state=a.state, ops=a.ops,
+                                 pending_notices=len(a.inbox)) for a in self.agents.values()]
+        ops = [wire.OpInfo(op=o.op_id, agent=o.agent, state=o.state, summary=o.summary,
+                           reads=o.reads, writes=o.writes)
+               for o in list(self.ops.values())[-_RECENT_OPS:]]
+        return wire.Snapshot(cc=self.config.cc, agents=agents, ops=ops, quiescent=self.core.quiescent)
+
+    # ---------------------------------------------------------------- requests
+
+    async def _on_begin_op(self, conn: Connection, req: wire.BeginOp) -> wire.OpGranted:
+        agent = self._agent_of(conn)
+        if req.command is not None:
+            action: ShellCommand | ToolCall = ShellCommand(req.command, Path(req.cwd))
+        else:
+            assert req.tool is not None
+            action = ToolCall(req.tool.tool, dict(req.tool.params), Path(req.cwd))
+        return await self._submit(agent, action)
+
+    async def _submit(self, agent: _Agent, action: ShellCommand | ToolCall) -> wire.OpGranted:
+        op = await asyncio.shield(self._request(agent, action))
+        assert op.granted is not None
+        try:
+            grant = await asyncio.shield(op.granted)  # a cancelled wait leaves the grant be
+        except asyncio.CancelledError:
+            op.orphan = not op.granted.done()  # the peer left before it was admitted
+            raise
+        return grant.model_copy(update={"notices": list(agent.inbox.values())})
+
+    async def _request(self, agent: _Agent, action: ShellCommand | ToolCall) -> _Op:
+        op_id = self._new_id()
+        request = OpRequest(op_id, agent.name, action)
+        footprint = await asyncio.to_thread(self._footprint, request)
+        spec = _spec(op_id, agent.name, footprint, _summary(action))
+        op = _Op(op_id, agent.name, spec.label, "shell" if isinstance(action, ShellCommand) else "tool",
+                 sorted(map(str, spec.reads)), sorted(map(str, spec.writes)))
+        op.granted = asyncio.get_running_loop().create_future()
+        self.ops[op_id] = op
+        agent.ops += 1
+        try:
+            await self._feed(core.OpRequested(spec), cwd=str(action.cwd), footprint=footprint.kind)
+        except BaseException:
+            self.ops.pop(op_id, None)
+            raise
+        return op
+
+    def _footprint(self, request: OpRequest) -> Footprint:
+        # WorkspaceExecutor spells the footprint step `register` (it also remembers the
+        # request for prepare/run); the Executor protocol spells it `footprint`.
+        register = getattr(self.executor, "register", None)
+        return register(request) if register is not None else self.executor.footprint(request)
+
+    async def _on_end_op(self, conn: Connection, req: wire.EndOp) -> wire.OpEnded:
+        agent = self._agent_of(conn)
+        op = self.ops.get(req.op)
+        if op is None or op.agent != agent.name:
+            raise ProtocolError(f"op {req.op} is not an op of {agent.name}", code=UNKNOWN_OP)
+        if not op.running:
+            raise ProtocolError(f"op {req.op} is not running (it is {op.state})", code=NOT_GRANTED)
+        await asyncio.shield(self._end(op, req.exit_status))
+        return wire.OpEnded(op=op.op_id, pending_notices=len(agent.inbox))
+
+    async def _end(self, op: _Op, exit_status: int) -> None:
+        if not op.running:
+            return  # ended meanwhile (an abandoned op, then a late end_op)
+        op.running = False
+        try:
+            writes = await asyncio.to_thread(self.executor.finish, op.op_id, exit_status)
+        except CoagentError as exc:
+            await self._failed(f"finish of op {op.op_id} failed: {exc}")
+            writes = {}
+        await self._feed(core.OpExecuted(op.op_id, writes), exit_status=exit_status)
+
+    async def _on_read(self, conn: Connection, req: wire.Read) -> wire.ReadReply:
+        agent = self._agent_of(conn)
+        if req.key is not None:
+            key = Key.parse(req.key)
+            if key.scheme != "file":
+                raise ProtocolError(f"only file: keys can be read, not {key}", code="bad_key")
+            call = ToolCall("read_file", {"path": key.name}, self.config.workspace)
+        else:
+            assert req.tool is not None
+            call = ToolCall(req.tool.tool, dict(req.tool.params), self.config.workspace)
+        grant = await self._submit(agent, call)
+        text = req.key or req.tool.tool  # type: ignore[union-attr]
+        return wire.ReadReply(key=text, exists=grant.exit_status == 0, content=grant.content)
+
+    async def _on_inbox(self, conn: Connection, req: wire.Inbox) -> wire.InboxReply:
+        agent = self._agent_of(conn)
+        notices = list(agent.inbox.values())
+        if notices and not req.peek:
+            await self._feed(core.NoticesTaken(agent.name, tuple(n.id for n in notices)))
+            for n in notices:
+                agent.inbox.pop(n.id, None)
+        return wire.InboxReply(notices=notices)
+
+    async def _on_finish(self, conn: Connection, req: wire.Finish) -> wire.FinishReply:
+        agent = self._agent_of(conn)
+        if agent.inbox:
+            return wire.FinishReply(finished=False, notices=list(agent.inbox.values()))
+        await self._feed(core.AgentFinished(agent.name))
+        await self._set_state(agent, "finished", "agent_finished")
+        return wire.FinishReply(finished=True)
+
+    async def _on_resume(self, conn: Connection, req: wire.Resume) -> wire.ResumeReply:
+        agent = self.agents.get(req.agent or conn.agent or "")
+        if agent is None:
+            raise ProtocolError(f"no agent {req.agent!r}", code=UNKNOWN_AGENT)
+        await self._feed(core.AgentResumed(agent.name))
+        await self._set_state(agent, "running", "agent_resumed")
+        return wire.ResumeReply(agent=agent.name, notices=list(agent.inbox.values()))
+
+    async def _on_status(self, conn: Connection, req: wire.Status) -> wire.StatusReply:
+        return wire.StatusReply(snapshot=self.snapshot())
+
+    async def _on_subscribe(self, conn: Connection, req: wire.Subscribe) -> wire.Subscribed:
+        return wire.Subscribed(queue=self.hub.maxsize)
+
+    async def _on_shutdown(self, conn: Connection, req: wire.Shutdown) -> wire.ShutdownReply:
+        await self._record_quietly("shutdown_requested", {"by": conn.role or ""})
+        self._publish("shutdown")
+        return wire.ShutdownReply()
+
+    async def _on_retract(self, conn: Connection, req: wire.Retract) -> wire.RetractReply:
+        agent = self.agents.get(req.agent)
+        if agent is None:
+            raise ProtocolError(f"no agent {req.agent!r}", code=UNKNOWN_AGENT)
+        live = self._live_ops(agent.name)
+        ops = live if req.ops == "all" else list(req.ops)
+        if not ops:
+            return wire.RetractReply(agent=agent.name, ops=[])
+        done = await asyncio.shield(self._retract(agent, tuple(ops)))
+        await done
+        return wire.RetractReply(agent=agent.name, ops=ops)
+
+    async def _retract(self, agent: _Agent, ops: tuple[int, ...]) -> asyncio.Future[None]:
+        rid = self._new_id()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._retracts[rid] = done
+        try:
+            await self._feed(core.RetractRequested(rid, agent.name, ops))
+        except BaseException:
+            self._retracts.pop(rid, None)
+            raise
+        return done
+
+    def _live_ops(self, agent: str) -> list[int]:
+        # Read-only look into the core's ledger: which of the agent's ops it still holds.
+        return sorted(o for o, r in self.core.ledger.ops.items()
+                      if r.agent == agent and r.state in ("live", "done"))
+
+    def _agent_of(self, conn: Connection) -> _Agent:
+        agent = self.agents.get(conn.agent or "")
+        if agent is None:  # the transport only lets agents send these
+            raise ProtocolError("only an agent may send this", code="forbidden")
+        return agent
+
+    def _open_ops(self, agent: str) -> list[_Op]:
+        return [o for o in self.ops.values() if o.agent == agent and (o.running or o.state == "held")]
+
+    # ---------------------------------------------------------------- disconnects
+
+    async def _abandon(self, agent: _Agent) -> None:
+        await asyncio.sleep(self.config.orphan_grace or 0.0)
+        if agent.conns:
+            return
+        agent.orphan_timer = None
+        for op in self._open_ops(agent.name):
+            op.orphan = True
+            if op.running:
+                await asyncio.shield(self._end(op, -1))
+        if agent.state not in ("finished", "retracted"):
+            await self._set_state(agent, "crashed", "agent_crashed")
+
+    # ---------------------------------------------------------------- the core loop
+
+    async def _feed(self, event: core.Event, **extra: Any) -> None:
+        """Feed one event; journal it and its actions; act on them."""
+        async with self._lock:
+            actions = self.core.handle(event)
+            snap = self.core.snapshot()
+            notices = await asyncio.to_thread(self._record, event, actions, snap, extra)
+            effects = self._apply(actions, notices)
+        for effect in effects:
+            self._spawn(self._perform(effect))
+
+    def _record(self, event: core.Event, actions: list[core.Action], snap: dict[str, Any],
+                extra: Mapping[str, Any]) -> dict[int, wire.Notice]:
+        """Worker thread: build notices (diffs read stored versions) and journal it all."""
+        notices = {a.notice.notice_id: self._wire_notice(a.notice)
+                   for a in actions if isinstance(a, core.Notify)}
+        with self.journal.atomic():
+            _journal_item(self.journal, event, dict(extra))
+            for a in actions:
+                more = {}
+                if isinstance(a, core.Notify):
+                    more = {"diff": notices[a.notice.notice_id].diff}
+                _journal_item(self.journal, a, more)
+            self.journal.set_meta("core", snap)
+            self.journal.set_meta("next_op_id", self._next_id)
+        return notices
+
+    def _apply(self, actions: list[core.Action], notices: Mapping[int, wire.Notice]) -> list[core.Action]:
+        effects: list[core.Action] = []
+        for a in actions:
+            if core.is_effect(a):
+                effects.append(a)
+            elif isinstance(a, core.Notify):
+                self._deliver(a.notice, notices[a.notice.notice_id])
+            else:
+                _APPLY.get(type(a), DaemonService._ignore)(self, a)
+        return effects
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---------------------------------------------------------------- effects
+
+    async def _perform(self, effect: core.Action) -> None:
+        try:
+            if isinstance(effect, core.Execute):
+                await self._execute(effect)
+            elif isinstance(effect, core.ServeRead):
+                await self._serve(effect)
+            elif isinstance(effect, core.Undo):
+                await self._undo(effect)
+            elif isinstance(effect, core.Redo):
+                await self._redo(effect)
+        except Exception as exc:  # reported and journaled; the run stalls visibly, not silently
+            log.exception("effect %s failed", effect)
+            await self._failed(f"{type(effect).__name__} of op {getattr(effect, 'op_id', '?')} "
+                               f"failed: {exc}")
+
+    async def _execute(self, a: core.Execute) -> None:
+        op = self.ops[a.op_id]
+        op.state = "running"
+        if op.orphan:  # nobody will run it: complete it as a no-op
+            await self._feed(core.OpExecuted(op.op_id, {}), abandoned=True)
+        elif a.shadowed:
+            writes = await asyncio.to_thread(self.executor.shadow, op.op_id)
+            op.result, op.reply = RunResult(0), "skip"  # hidden by a later overwrite: do not run
+            await self._feed(core.OpExecuted(op.op_id, writes), shadowed=True)
+        elif op.kind == "shell":
+            await self._grant_run(op)
+        else:
+            await self._run_tool(op)
+
+    async def _grant_run(self, op: _Op) -> None:
+        try:
+            await asyncio.to_thread(self.executor.prepare, op.op_id)
+        except CoagentError as exc:
+            self._resolve(op, error=ExecutionError(f"cannot prepare op {op.op_id}: {exc}",
+                                                   code="prepare_failed"))
+            await self._feed(core.OpExecuted(op.op_id, {}), failed=str(exc))
+            return
+        op.running, op.state = True, "running"
+        await self._record_quietly("granted", {"action": "run"}, agent=op.agent, op_id=op.op_id)
+        self._publish("op_begun", agent=op.agent, op=op.op_id, detail=op.summary)
+        self._resolve(op, grant=wire.OpGranted(op=op.op_id, action="run"))
+        if op.orphan:  # the peer left while we prepared
+            await self._end(op, -1)
+
+    async def _run_tool(self, op: _Op) -> None:
+        def run() -> RunResult:
+            self.executor.prepare(op.op_id)
+            return self.executor.run(op.op_id)
+        try:
+            op.result = await asyncio.to_thread(run)
+        except CoagentError as exc:  # the tool could not be performed at all
+            op.result = RunResult(1, f"coagent: {exc}\n")
+        self._publish("op_begun", agent=op.agent, op=op.op_id, detail=op.summary)
+        await self._feed(core.OpExecuted(op.op_id, dict(op.result.writes)),
+                         exit_status=op.result.exit_status)
+
+    async def _serve(self, a: core.ServeRead) -> None:
+        op = self.ops[a.op_id]
+        if not op.orphan:
+            op.result = await asyncio.to_thread(self.executor.serve, op.op_id, a.sources)
+        await self._feed(core.OpExecuted(op.op_id, {}), served={str(k): v for k, v in a.sources.items()})
+
+    async def _undo(self, a: core.Undo) -> None:
+        await asyncio.to_thread(self.executor.undo, a.op_id)
+        self._set_op(a.op_id, "undone")
+        self._publish("op_undone", op=a.op_id, agent=self._owner(a.op_id))
+        await self._feed(core.OpUndone(a.op_id))
+
+    async def _redo(self, a: core.Redo) -> None:
+        try:
+            res = await asyncio.to_thread(self.executor.redo, a.op_id, a.base_changed)
+            done = core.OpRedone(a.op_id, res.ok, dict(res.writes), res.reason)
+        except ExecutionError as exc:  # a failed redo leaves the state as before: a drop
+            done = core.OpRedone(a.op_id, False, {}, str(exc))
+        if done.ok:
+            self._set_op(a.op_id, "done")
+            self._publish("op_redone", op=a.op_id, agent=self._owner(a.op_id))
+        await self._feed(done)
+
+    async def _failed(self, message: str) -> None:
+        self.failures.append(message)
+        await self._record_quietly("effect_failed", {"message": message})
+
+    # ---------------------------------------------------------------- informational actions
+
+    def _ignore(self, a: core.Action) -> None:
+        pass
+
+    def _completed(self, a: core.Completed) -> None:
+        done = self._retracts.pop(a.op_id, None)
+        if done is not None:
+            if not done.done():
+                done.set_result(None)
+            return
+        op = self.ops.get(a.op_id)
+        if op is None:
+            return
+        op.state = "done"
+        self._publish("op_ended", agent=op.agent, op=op.op_id)
+        self._forget_old_ops()
+        result = op.result or RunResult(0)
+        self._resolve(op, grant=wire.OpGranted(op=op.op_id, action=op.reply, content=result.output,
+                                               exit_status=_status(result.exit_status)))
+
+    def _forget_old_ops(self) -> None:
+        """Keep memory bounded: ops over `_KEPT_OPS` are forgotten, oldest finished first
+        (the journal keeps them all; effects on a forgotten op still work)."""
+        if len(self.ops) <= _KEPT_OPS:
+            return
+        for op_id in [o.op_id for o in self.ops.values() if o.state in ("done", "dropped", "undone")
+                      and not o.running][: len(self.ops) - _KEPT_OPS]:
+            del self.ops[op_id]
+
+    def _wait(self, a: core.Wait | core.Hold) -> None:
+        op = self.ops.get(a.op_id)
+        if op is not None:
+            op.state = "held"
+            self._publish("op_held", agent=op.agent, op=op.op_id,
+                          detail=getattr(a, "reason", "irreversible: held until earlier agents finish"))
+            agent = self.agents[op.agent]
+            if agent.state == "running":
+                agent.state = "waiting"
+
+    def _refuse(self, a: core.Refuse) -> None:
+        op = self.ops.get(a.op_id)
+        if op is not None:
+            op.state = "dropped"
+            self._resolve(op, error=ProtocolError(a.message, code=a.code))
+        done = self._retracts.pop(a.op_id, None)
+        if done is not None and not done.done():
+            done.set_exception(ProtocolError(a.message, code=a.code))
+
+    def _drop(self, a: core.Drop) -> None:
+        self._set_op(a.op_id, "dropped")
+        self._publish("op_dropped", op=a.op_id, agent=self._owner(a.op_id), detail=a.reason)
+
+    def _directive(self, a: core.ResumeAgent | core.RestartAgent | core.AbortAgent) -> None:
+        kind = {core.ResumeAgent: "resume", core.RestartAgent: "restart", core.AbortAgent: "abort"}[type(a)]
+        self.directives.append({"agent": a.agent, "directive": kind, "reason": getattr(a, "reason", "")})
+        agent = self.agents[a.agent]
+        if kind == "resume" and agent.state == "finished":
+            agent.state = "running"
+        # The wire has no abort/restart event kinds: they travel as agent_resumed/agent_left
+        # with the directive in `detail`.
+        event: wire.EventKind = "agent_left" if kind == "abort" else "agent_resumed"
+        self._publish(event, agent=a.agent, detail=f"{kind}: {getattr(a, 'reason', '')}".rstrip(": "))
+
+    def _deliver(self, notice: core.Notice, message: wire.Notice) -> None:
+        agent = self.agents[notice.agent]
+        agent.inbox[message.id] = message
+        self._publish("notice", agent=notice.agent, key=message.key, notice=message, detail=message.detail)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _resolve(self, op: _Op, *, grant: wire.OpGranted | None = None,
+                 error: BaseException | None = None) -> None:
+        fut = op.granted
+        if fut is None or fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+            fut.exception()  # mark retrieved: an orphan's refusal is nobody's error
+        else:
+            fut.set_result(grant)  # type: ignore[arg-type]
+        agent = self.agents[op.agent]
+        if agent.state == "waiting":
+            agent.state = "running"
+
+    def _wire_notice(self, n: core.Notice) -> wire.Notice:
+        return wire.Notice(id=n.notice_id, key=str(n.key), kind=n.kind, by=n.by, detail=n.detail,
+                           diff=self._diff(n), steps=[s for s in n.steps if s >= 1])
+
+    def _diff(self, n: core.Notice) -> str | None:
+        if n.key.scheme != "file":
+            return None
+        try:
+            old = self.executor.content(n.old) if n.old else b""
+            new = self.executor.content(n.new) if n.new else b""
+        except CoagentError:
+            return None
+        return unified_diff(old or b"", new or b"", n.key.name)
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _set_op(self, op_id: int, state: wire.OpState) -> None:
+        op = self.ops.get(op_id)
+        if op is not None:
+            op.state = state
+
+    def _owner(self, op_id: int) -> str | None:
+        op = self.ops.get(op_id)
+        return op.agent if op is not None else None
+
+    async def _set_state(self, agent: _Agent, state: wire.AgentState, event: wire.EventKind) -> None:
+        agent.state = state
+        await self._record_quietly(event, {"state": state}, agent=agent.name)
+        self._publish(event, agent=agent.name)
+
+    async def _record_quietly(self, kind: str, payload: Mapping[str, Any], *,
+                              agent: str | None = None, op_id: int | None = None) -> None:
+        await asyncio.to_thread(self.journal.record, kind, payload, agent=agent, op_id=op_id)
+
+    def _publish(self, kind: wire.EventKind, **fields_: Any) -> None:
+        self.hub.publish(wire.Event(kind=kind, **fields_))
+
+
+_APPLY: dict[type, Callable[[DaemonService, Any], None]] = {
+    core.Completed: DaemonService._completed,
+    core.Wait: DaemonService._wait,
+    core.Hold: DaemonService._wait,
+    core.Refuse: DaemonService._refuse,
+    core.Drop: DaemonService._drop,
+    core.ResumeAgent: DaemonService._directive,
+    core.RestartAgent: DaemonService._directive,
+    core.AbortAgent: DaemonService._directive,
+}
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def _spec(op_id: int, agent: str, fp: Footprint, label: str) -> core.OpSpec:
+    return core.OpSpec(op_id=op_id, agent=agent, reads=fp.reads, writes=fp.writes,
+                       observes=fp.observes, overwrites=fp.overwrites, reversible=fp.reversible,
+                       servable=fp.servable, label=label)
+
+
+def _summary(action: ShellCommand | ToolCall) -> str:
+    if isinstance(action, ShellCommand):
+        text = action.line
+    else:
+        args = ", ".join(f"{k}={v!r}" for k, v in action.params.items())
+        text = f"{action.tool}({args})"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _status(code: int) -> int:
+    return code if 0 <= code <= 255 else 255
+
+
+def unified_diff(old: bytes, new: bytes, path: str, cap: int = DIFF_CAP) -> str | None:
+    """The change from old to new as a unified diff, capped at `cap` bytes; None for
+    content that is not UTF-8 text."""
+    try:
+        a, b = old.decode(), new.decode()
+    except UnicodeDecodeError:
+        return None
+    lines = difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
+                                 f"a/{path}", f"b/{path}")
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)
+    if len(text.encode()) <= cap:
+        return text
+    cut = text.encode()[:cap].decode(errors="ignore")
+    return cut[: cut.rfind("\n") + 1] + f"... (diff truncated at {cap} bytes)\n"
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def plain(value: Any) -> Any:
+    """A core event or action as JSON-ready data (keys as strings, sets sorted)."""
+    if isinstance(value, Key):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (frozenset, set)):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _journal_item(journal: Journal, item: Any, extra: dict[str, Any]) -> None:
+    kind = _CAMEL.sub("_", type(item).__name__).lower()
+    payload = plain(item)
+    spec = getattr(item, "op", None)
+    notice = getattr(item, "notice", None)
+    agent = getattr(item, "agent", None) or getattr(spec, "agent", None) or getattr(notice, "agent", None)
+    op_id = getattr(item, "op_id", None) or getattr(spec, "op_id", None)
+    payload.update({k: v for k, v in extra.items() if v is not None})
+    journal.record(kind, payload, agent=agent if isinstance(agent, str) else None,
+                   op_id=op_id if isinstance(op_id, int) else None)
