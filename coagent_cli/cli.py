@@ -93,6 +93,7 @@ def _mount() -> None:
 
     from coagent_cli.daemon.cli import daemon_app, log_cmd, recover_cmd, undo_cmd
     from coagent_cli.monitor.cli import monitor_cmd
+    from coagent_cli.shell.cli import register as register_shell_commands
 
     app.add_typer(tools_app, name="tools", help="The declared-tool library: list, show, check, add.")
     app.command("monitor")(monitor_cmd)
@@ -100,6 +101,7 @@ def _mount() -> None:
     app.command("log")(log_cmd)
     app.command("recover")(recover_cmd)
     app.command("undo")(undo_cmd)
+    register_shell_commands(app)  # shell, exec, inbox, done
 
 
 _mount()
