@@ -27,6 +27,14 @@ Rules this module keeps:
   -1 after `orphan_grace` seconds (None: never, wait for a later end_op) and the agent
   is marked crashed. An agent that leaves with nothing open is simply idle. What such an op did stays done: the executor's images record it.
 
+Hot reload: when the executor has a tool library (`executor.library`), the daemon
+watches its directories (daemon.library.LibraryFeed) from start() until drain(). A reload
+changes the library in place, so the next begin_op sees new and changed tools; each new
+tool is announced as a `tool_added` event, every change is journaled
+(`tool_library_changed`), and status reports `library_size`. A tool call naming a tool the
+library does not know makes the daemon reload once before it refuses, so a tool written
+just now need not wait for the watcher.
+
 Resume/Restart/Abort directives of the core are recorded (journal, `directives`, event
 stream); acting on them (relaunching an agent process) is the run launcher's job.
 """
@@ -46,8 +54,9 @@ from coagent_cli.core.engine import Engine
 from coagent_cli.core.keys import Key
 from coagent_cli.core import model as core
 from coagent_cli.daemon import wire
+from coagent_cli.daemon.library import LibraryChange, LibraryFeed
 from coagent_cli.daemon.transport import Connection, EventHub
-from coagent_cli.errors import CoagentError, ExecutionError, ProtocolError, WireError
+from coagent_cli.errors import CoagentError, ExecutionError, ProtocolError, UsageError, WireError
 from coagent_cli.executor.protocol import (
     Executor,
     Footprint,
@@ -81,6 +90,7 @@ class ServiceConfig:
     monitor_token: str = field(default_factory=lambda: secrets.token_hex(16))
     cc: str = "mtpo"                   # the controller's name, for status
     orphan_grace: float | None = 0.0   # seconds before an abandoned granted op is ended
+    watch_library: bool = True         # reload the executor's tool library when its files change
 
 
 @dataclass
@@ -129,6 +139,8 @@ class DaemonService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._retracts: dict[int, asyncio.Future[None]] = {}
         self._next_id = 0
+        library = getattr(executor, "library", None)  # WorkspaceExecutor's ToolLibrary
+        self.library = LibraryFeed(library, self._library_changed) if library is not None else None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -138,15 +150,23 @@ class DaemonService:
         self._next_id = int(start or 0)  # a continued run goes on numbering its ops
         for agent in self.agents.values():
             await self._feed(core.AgentRegistered(agent.name, agent.rank))
+        if self.library is not None and self.config.watch_library:
+            await self.library.start()
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait for background effects to finish (at shutdown)."""
+        """At shutdown: stop watching the tool library, wait for background effects."""
+        await self.close()
         deadline = asyncio.get_running_loop().time() + timeout
         while self._tasks:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 break
             await asyncio.wait(set(self._tasks), timeout=left)
+
+    async def close(self) -> None:
+        """Stop watching the tool library (idempotent; drain calls it)."""
+        if self.library is not None:
+            await self.library.stop()
 
     @property
     def quiescent(self) -> bool:
@@ -194,7 +214,9 @@ class DaemonService:
         ops = [wire.OpInfo(op=o.op_id, agent=o.agent, state=o.state, summary=o.summary,
                            reads=o.reads, writes=o.writes)
                for o in list(self.ops.values())[-_RECENT_OPS:]]
-        return wire.Snapshot(cc=self.config.cc, agents=agents, ops=ops, quiescent=self.core.quiescent)
+        size = self.library.size if self.library is not None else None
+        return wire.Snapshot(cc=self.config.cc, agents=agents, ops=ops, quiescent=self.core.quiescent,
+                             library_size=size)
 
     # ---------------------------------------------------------------- requests
 
@@ -220,7 +242,7 @@ class DaemonService:
     async def _request(self, agent: _Agent, action: ShellCommand | ToolCall) -> _Op:
         op_id = self._new_id()
         request = OpRequest(op_id, agent.name, action)
-        footprint = await asyncio.to_thread(self._footprint, request)
+        footprint = await self._footprint_of(request)
         spec = _spec(op_id, agent.name, footprint, _summary(action))
         op = _Op(op_id, agent.name, spec.label, "shell" if isinstance(action, ShellCommand) else "tool",
                  sorted(map(str, spec.reads)), sorted(map(str, spec.writes)))
@@ -233,6 +255,17 @@ class DaemonService:
             self.ops.pop(op_id, None)
             raise
         return op
+
+    async def _footprint_of(self, request: OpRequest) -> Footprint:
+        try:
+            return await asyncio.to_thread(self._footprint, request)
+        except UsageError as exc:
+            if exc.code != "unknown_tool" or self.library is None:
+                raise
+            unknown = exc
+        if not await self.library.reload():  # no tool written a moment ago, not yet seen
+            raise unknown
+        return await asyncio.to_thread(self._footprint, request)
 
     def _footprint(self, request: OpRequest) -> Footprint:
         # WorkspaceExecutor spells the footprint step `register` (it also remembers the
@@ -560,6 +593,16 @@ class DaemonService:
         agent = self.agents[notice.agent]
         agent.inbox[message.id] = message
         self._publish("notice", agent=notice.agent, key=message.key, notice=message, detail=message.detail)
+
+    # ---------------------------------------------------------------- the tool library
+
+    def _library_changed(self, change: LibraryChange) -> None:
+        """On the loop: announce new tools, journal the change."""
+        for name in change.added:  # only additions: a monitor counts library_size up per event
+            self._publish("tool_added", detail=name)
+        self._spawn(self._record_quietly("tool_library_changed", {
+            "version": change.version, "added": list(change.added),
+            "changed": list(change.changed), "removed": list(change.removed)}))
 
     # ---------------------------------------------------------------- helpers
 
