@@ -30,21 +30,22 @@ def version() -> None:
 
 
 @app.command()
-def demo(
+def simulate(
     seed: int = typer.Option(1, help="Interleaving seed (tie-breaks between simultaneous events)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the full report as JSON to this file."),
 ) -> None:
-    """Offline demo (no API key): four scripted coding agents contend for one repository.
+    """Simulate four scripted agents contending for one repository under every controller.
 
-    The same run goes through every controller (serial, mtpo, 2pl, occ, none) in the
-    discrete-event simulator, and each final state is checked against the serial run.
+    The same agents and interleaving seed go through serial, mtpo, 2pl, occ and none in
+    the discrete-event simulator (virtual time, in-memory state), and each final state
+    is checked against the serial run. For a real run on real files: `coagent demo`.
     """
     from coagent_cli.sim.report import comparison_table
     from coagent_cli.sim.scenarios import contended_repo
     from coagent_cli.sim.simulator import compare
 
     scenario = contended_repo()
-    console.print(f"[bold]coagent demo[/bold]: {scenario.name} - {scenario.description}")
+    console.print(f"[bold]coagent simulate[/bold]: {scenario.name} - {scenario.description}")
     console.print(f"agents in rank order: {', '.join(scenario.programs)}\n")
     reports = compare(scenario.programs, scenario.initial, seed=seed)
     console.print(comparison_table(reports, title="Same agents, same interleaving seed, five controllers"))
@@ -93,8 +94,11 @@ def _mount() -> None:
 
     from coagent_cli.daemon.cli import daemon_app, log_cmd, recover_cmd, undo_cmd
     from coagent_cli.monitor.cli import monitor_cmd
+    from coagent_cli.run.cli import demo_cmd, run_cmd
     from coagent_cli.shell.cli import register as register_shell_commands
 
+    app.command("run")(run_cmd)
+    app.command("demo")(demo_cmd)
     app.add_typer(tools_app, name="tools", help="The declared-tool library: list, show, check, add.")
     app.command("monitor")(monitor_cmd)
     app.add_typer(daemon_app, name="daemon", help="Start, stop or inspect the per-workspace daemon.")

@@ -33,9 +33,9 @@ def test_serial_oracle_is_the_serial_controller() -> None:
     assert report.stats["notices"] == report.stats["undos"] == 0
 
 
-def test_demo_command_prints_the_comparison_and_checks_the_state(tmp_path) -> None:
+def test_simulate_command_prints_the_comparison_and_checks_the_state(tmp_path) -> None:
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "coagent_cli", "demo", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "coagent_cli", "simulate", "--json", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "MTPO final state equals the serial run" in proc.stdout
