@@ -261,3 +261,24 @@ def test_fuzz_never_raises(line: str) -> None:
 @given(SHELLISH)
 def test_fuzz_never_raises_from_a_subdirectory(line: str) -> None:
     assert_well_formed(run(line, cwd=WS / "src"))
+
+
+@pytest.mark.parametrize(
+    ("line", "whole"),
+    [
+        ("echo x > f", {"file:f"}),
+        ("echo x >| f", {"file:f"}),
+        ("printf %s data > notes.txt; echo more >> notes.txt", {"file:notes.txt"}),
+        ("cat a > b", {"file:b"}),
+        ("sh -c 'echo 1 > c'", {"file:c"}),
+        ("echo x >> f", set()),                 # an append depends on what was there
+        ("sed s/a/b/ f > f", set()),            # reads what it truncates
+        ("cat src/*.py > src/all.py", set()),   # the glob reads the target's directory
+        ("tee f < g", set()),                   # tee is not a redirect
+    ],
+)
+def test_truncating_redirects_are_whole_file_writes(line: str, whole: set[str]) -> None:
+    ws = Path("/tmp/ws")
+    found = classify(line, cwd=ws, workspace=ws)
+    assert {str(k) for k in found.overwrites} == whole
+    assert found.overwrites <= found.writes

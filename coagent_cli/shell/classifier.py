@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -108,6 +108,10 @@ class Classification:
     params: dict[str, Any] | None = None
     outside: tuple[str, ...] = ()                # absolute paths outside the workspace it touches
     outside_writes: tuple[str, ...] = ()         # those of them it writes (the caller refuses)
+    # Files the line rewrites whole without reading them (a truncating redirect): their
+    # new bytes do not depend on the old ones, so a redo after an earlier agent's change
+    # is a three-way merge, not a re-run that would erase that change.
+    overwrites: frozenset[Key] = frozenset()
 
 
 def classify(line: str, *, cwd: Path, workspace: Path, tools: Sequence[ToolMatcher] = (),
@@ -143,9 +147,11 @@ def _finish(effect: Effect) -> Classification:
     reason = f"read-only: {names}" if effect.kind == "read" else f"known footprint: {names}"
     if effect.outside_writes:
         reason += "; writes outside the workspace: " + ", ".join(effect.outside_writes)
+    overwrites = frozenset(k for k in effect.truncates
+                           if k.scheme == "file" and not any(r.covers(k) for r in effect.reads))
     return Classification(kind=effect.kind, reads=effect.reads, writes=effect.writes,
                           reason=_one_line(reason), outside=effect.outside,
-                          outside_writes=effect.outside_writes)
+                          outside_writes=effect.outside_writes, overwrites=overwrites)
 
 
 def _match_tool(line: str, tools: Sequence[ToolMatcher], cwd: Path,
@@ -405,7 +411,10 @@ class _Walker:
             if kind in (">&", "<&") and word.static and (word.text.isdigit() or word.text == "-"):
                 return effect  # duplicating or closing a descriptor
             b.write(word)
-        return effect | b.effect(f"{kind} {word.text}")
+        written = b.effect(f"{kind} {word.text}")
+        if kind in (">", ">|", "&>"):
+            written = replace(written, truncates=written.writes)
+        return effect | written
 
     def _heredoc(self, node: Any) -> Effect:
         body = getattr(getattr(node, "heredoc", None), "value", "") or ""

@@ -45,6 +45,7 @@ class Effect:
     outside_writes: tuple[str, ...] = ()
     reason: str = ""
     names: tuple[str, ...] = ()
+    truncates: frozenset[Key] = frozenset()  # written by a truncating redirect (> >| &>)
 
     def __or__(self, other: "Effect") -> "Effect":
         first = self if PRECEDENCE[self.kind] >= PRECEDENCE[other.kind] else other
@@ -56,6 +57,7 @@ class Effect:
             outside_writes=_merge(self.outside_writes, other.outside_writes),
             reason=first.reason,
             names=_merge(self.names, other.names),
+            truncates=self.truncates | other.truncates,
         )
 
 
