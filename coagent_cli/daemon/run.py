@@ -39,11 +39,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from coagent_cli.errors import CoagentError, UsageError
-from coagent_cli.journal import BlobStore, FileImage, Journal
+from coagent_cli.journal import BlobStore, Effect, FileImage, Journal
 from coagent_cli.workspace.paths import STATE_DIR_NAME
+
+if TYPE_CHECKING:
+    from coagent_cli.workspace import Snapshotter
 
 __all__ = [
     "RunPaths", "DaemonSettings", "Tokens", "DaemonInfo", "paths_for", "serve_daemon",
@@ -421,10 +424,11 @@ class RecoveryReport:
 
 
 def recover(workspace: Path) -> RecoveryReport:
-    """After a crash: revert every effect begun and never ended, newest first, from
-    the before-images the journal holds; mark the run recovered. An effect journaled
-    without images (a raw command cut off mid-run) cannot be reverted one by one; it is
-    reported, and `undo --all` still restores the launch state."""
+    """After a crash: revert every effect begun and never ended, newest first; mark the
+    run recovered. An effect is reverted from the before-images journaled with it and,
+    for a raw command cut off mid-run (whose before-images were unknown when it began),
+    from its pre-run snapshot: every path the op may write that differs between that
+    snapshot and the live tree is put back as the snapshot had it."""
     paths = paths_for(workspace)
     if daemon_info(paths) is not None:
         raise UsageError("the daemon is running; stop it first (coagent daemon stop)", code="daemon_running")
@@ -436,11 +440,11 @@ def recover(workspace: Path) -> RecoveryReport:
         blobs = BlobStore(paths.blobs)
         launch = journal.launch_manifest() or {}
         report.reverted += [f"stray temporary file {p}" for p in _remove_strays(paths.workspace, launch)]
-        for effect in reversed(journal.open_effects()):
-            _revert(paths.workspace, blobs, effect.images)
-            names = ", ".join(sorted(effect.images)) or "no recorded images"
-            line = f"op {effect.op_id} {effect.action}: {names}"
-            (report.reverted if effect.images else report.unrevertable).append(line)
+        effects = journal.open_effects()
+        pre_run = _pre_run_snapshots(journal, {e.id for e in effects})
+        snapshots = _RecoverySnapshots(paths)
+        for effect in reversed(effects):
+            _revert_effect(paths.workspace, blobs, snapshots, effect, pre_run.get(effect.id), report)
             journal.end_effect(effect.id, "reverted by recover")
         journal.record("recovered", {"reverted": report.reverted, "unrevertable": report.unrevertable})
         if report.state_before == _RUNNING:
@@ -448,6 +452,66 @@ def recover(workspace: Path) -> RecoveryReport:
     for leftover in (paths.info, paths.pidfile):
         leftover.unlink(missing_ok=True)
     return report
+
+
+def _revert_effect(workspace: Path, blobs: BlobStore, snapshots: "_RecoverySnapshots",
+                   effect: Effect, pre_run: dict[str, Any] | None, report: RecoveryReport) -> None:
+    """Put back what one unfinished effect may have changed; say so in `report`. The
+    snapshot goes first (it also removes the directories the op created); the exact
+    images then (a snapshot keeps only the exec bit of a mode)."""
+    line = f"op {effect.op_id} {effect.action}"
+    problem = None if effect.images or pre_run is not None else "no recorded images"
+    ran: list[str] = []
+    if pre_run is not None:
+        try:
+            ran = snapshots.revert(pre_run)
+        except CoagentError as exc:  # the shadow repository is gone or broken
+            problem = f"pre-run snapshot unusable ({exc.message})"
+    _revert(workspace, blobs, effect.images)
+    names = ", ".join(sorted(effect.images.keys() | set(ran))) or "nothing had changed"
+    if problem is None:
+        report.reverted.append(f"{line}: {names}")
+    else:
+        report.unrevertable.append(f"{line}: {problem}")
+
+
+def _pre_run_snapshots(journal: Journal, effect_ids: set[int]) -> dict[int, dict[str, Any]]:
+    """effect id -> the `snapshot` event journaled with it (executor.workspace._begin)."""
+    return {e.payload["effect"]: e.payload for e in journal.timeline()
+            if e.kind == "snapshot" and e.payload.get("effect") in effect_ids}
+
+
+class _RecoverySnapshots:
+    """The run's shadow-git Snapshotter, opened on first use."""
+
+    def __init__(self, paths: RunPaths) -> None:
+        self._paths = paths
+        self._snapshotter: Snapshotter | None = None
+
+    def revert(self, pre_run: dict[str, Any]) -> list[str]:
+        """Restore the paths the op may write that changed since its pre-run snapshot;
+        returns them."""
+        from coagent_cli.core.keys import Key
+        from coagent_cli.workspace import Snapshot
+
+        snaps = self._open()
+        before = Snapshot(pre_run["tree"], pre_run["gitdir"], tuple(pre_run.get("opaque", ())))
+        writes = [Key.parse(k) for k in pre_run["writes"]]
+        changed = [c.path for c in snaps.changes(before, snaps.snapshot())
+                   if any(w.covers(c.key) for w in writes)]
+        if changed:
+            snaps.restore(changed, before)
+        return changed
+
+    def _open(self) -> "Snapshotter":
+        if self._snapshotter is None:
+            from coagent_cli.workspace import Snapshotter
+
+            # The daemon died, perhaps inside `git add`: its index lock would refuse us.
+            (self._paths.state / "shadow.git" / "index.lock").unlink(missing_ok=True)
+            self._snapshotter = Snapshotter(self._paths.workspace, self._paths.state,
+                                            BlobStore(self._paths.blobs))
+        return self._snapshotter
 
 
 def _remove_strays(workspace: Path, launch: dict[str, FileImage]) -> list[str]:

@@ -447,12 +447,15 @@ class WorkspaceExecutor:
     def _begin(self, op: _Op, action: str, images: Mapping[str, FileImage], *,
                snapshot: Snapshot | None = None) -> int:
         """Journal the intent. A raw command's before-images are only known after it ran,
-        so its pre-run snapshot (tree id and .git manifest) is journaled with the intent."""
+        so its pre-run snapshot is journaled with the intent, in the same transaction: a
+        `snapshot` event naming the effect, with the keys the op may write. `coagent
+        recover` reverts an effect cut off mid-run from it (daemon.run.recover)."""
         with self.journal.atomic():
+            effect = self.journal.begin_effect(op.op_id, action, images)
             if snapshot is not None:
-                self.journal.record("snapshot", {"tree": snapshot.tree, "gitdir": snapshot.gitdir},
+                self.journal.record("snapshot", pre_run_snapshot(effect, snapshot, op.footprint),
                                     agent=op.request.agent, op_id=op.op_id)
-            return self.journal.begin_effect(op.op_id, action, images)
+            return effect
 
     def _journal_op(self, op: _Op) -> None:
         """Record the op's images; the daemon's own fields (rank, state) are kept."""
@@ -487,6 +490,12 @@ class WorkspaceExecutor:
     def _has_inverse_command(self, op: _Op) -> bool:
         result = op.tool_result
         return result is not None and result.ok and result.tool.inverse not in (SNAPSHOT, NONE)
+
+
+def pre_run_snapshot(effect: int, snapshot: Snapshot, fp: Footprint) -> dict[str, object]:
+    """The payload of a `snapshot` event: what recover needs to revert `effect`."""
+    return {"effect": effect, "tree": snapshot.tree, "gitdir": snapshot.gitdir,
+            "opaque": list(snapshot.opaque), "writes": sorted(map(str, fp.writes))}
 
 
 def _declared(fp: Footprint, key: Key) -> bool:
