@@ -93,3 +93,17 @@ def test_order_filtered_read(run, ws: Path) -> None:
     assert sh["alice"].run("cat notes.txt").output.strip() == "original"  # as if bob had not run
     settle(daemon)
     assert ws.joinpath("notes.txt").read_text() == "bobs\n"  # bob's write is back in place
+
+
+def test_whole_file_rewrite_after_a_read_is_merged_not_rerun(run, ws: Path) -> None:
+    daemon, sh = run
+    ws.joinpath("five.txt").write_text("1\n2\n3\n4\n5\n")
+    assert sh["bob"].run("cat five.txt").exit_status == 0
+    sh["bob"].run(r"printf '1\n2\n3\n4\nfive-by-bob\n' > five.txt")  # the later agent first
+    assert sh["alice"].run("cat five.txt").output.splitlines()[-1] == "5"  # order-filtered
+    sh["alice"].run(r"printf 'one-by-alice\n2\n3\n4\n5\n' > five.txt")
+    settle(daemon)
+    # Serial: alice's edit, then bob's on top of it. Re-running bob's printf would erase alice's line.
+    assert ws.joinpath("five.txt").read_text() == "one-by-alice\n2\n3\n4\nfive-by-bob\n"
+    kinds = {n["kind"] for n in inbox(daemon, "bob")}
+    assert "stale_read" in kinds  # bob is still told: his read predates alice's change

@@ -28,6 +28,10 @@ class Resolved:
     footprint: Footprint
     tool: ToolSpec | None = None
     params: dict[str, Any] | None = None
+    # Files written whole, bytes independent of the old ones (write_file, `> f`): a redo
+    # after the agent had seen the file is a three-way merge rather than a re-run. Not
+    # the core's `overwrites`, which also promises the write can be computed offline.
+    whole: frozenset[Key] = frozenset()
 
 
 def resolve(request: OpRequest, workspace: Path, library: ToolLibrary | None) -> Resolved:
@@ -54,7 +58,7 @@ def _tool(spec: ToolSpec, params: Any, workspace: Path) -> Resolved:
         servable=spec.name in SERVABLE_TOOLS and not writes,
         kind="tool", reason=f"declared tool {spec.name}",
     )  # fmt: skip
-    return Resolved(fp, spec, bound)
+    return Resolved(fp, spec, bound, whole=fp.overwrites)
 
 
 def _shell(action: ShellCommand, workspace: Path, library: ToolLibrary | None) -> Resolved:
@@ -70,7 +74,8 @@ def _shell(action: ShellCommand, workspace: Path, library: ToolLibrary | None) -
     if found.kind == "read":
         return Resolved(Footprint(found.reads, frozenset(), kind="read", reason=found.reason))
     if found.kind == "write":
-        return Resolved(Footprint(found.reads, found.writes, kind="write", reason=found.reason))
+        return Resolved(Footprint(found.reads, found.writes, kind="write", reason=found.reason),
+                        whole=found.overwrites)
     return Resolved(Footprint(everything, everything, reversible=found.kind != "irreversible",
                               kind=found.kind, reason=found.reason))
 

@@ -266,11 +266,11 @@ class WorkspaceExecutor:
 
     def _merge_path(self, op: _Op) -> str | None:
         """The file to merge, for a whole-file write made after the agent saw the file."""
-        tool = op.resolved.tool
-        if tool is None or tool.name not in WHOLE_FILE_TOOLS or len(op.changes) != 1:
+        if len(op.changes) != 1:
             return None
         (path,) = op.changes
-        return path if workspace_key(path) in op.observed else None
+        key = workspace_key(path)
+        return path if key in op.resolved.whole and key in op.observed else None
 
     def _merge_redo(self, op: _Op, path: str) -> RedoResult:
         base = versions.content(self.blobs, op.observed[workspace_key(path)]) or b""
@@ -434,12 +434,11 @@ class WorkspaceExecutor:
 
     def _note_writes(self, op: _Op) -> None:
         """An agent knows what it wrote to a file it had seen, or wrote whole."""
-        whole = op.resolved.tool is not None and op.resolved.tool.name in WHOLE_FILE_TOOLS
         writes = self._writes(op.changes)
         with self._lock:
             seen = self._seen.setdefault(op.request.agent, {})
             for key, change in writes.items():
-                if key.scheme == "file" and (whole or key in seen):
+                if key.scheme == "file" and (key in op.resolved.whole or key in seen):
                     seen[key] = change.after
 
     # -- journal ------------------------------------------------------------------------
