@@ -11,20 +11,31 @@
     trajectory.py   per-agent JSON-lines trajectory
 """
 
-from coagent_cli.agents.clock import Clock, FakeClock, SystemClock
-from coagent_cli.agents.config import AgentConfig, ModelConfig, Price, RetryConfig, Script
-from coagent_cli.agents.environment import (Environment, LocalEnvironment, Notice, Observation,
-                                            ToolSchema)
-from coagent_cli.agents.loop import Agent, AgentResult
-from coagent_cli.agents.models import (EndpointUnreachable, MissingApiKey, Model, ModelError,
-                                       ModelReply, ModelRequestRefused, ModelUnavailable,
-                                       OpenAIModel, ToolCall, Usage, make_model)
-from coagent_cli.agents.scripted import ScriptedModel
-from coagent_cli.agents.trajectory import Trajectory, read_trajectory
+from importlib import import_module
+from typing import Any
 
-__all__ = ["Agent", "AgentConfig", "AgentResult", "Clock", "EndpointUnreachable",
-           "Environment", "FakeClock", "LocalEnvironment", "MissingApiKey", "Model",
-           "ModelConfig", "ModelError", "ModelReply", "ModelRequestRefused", "ModelUnavailable",
-           "Notice", "Observation", "OpenAIModel", "Price", "RetryConfig", "Script",
-           "ScriptedModel", "SystemClock", "ToolCall", "ToolSchema", "Trajectory", "Usage",
-           "make_model", "read_trajectory"]
+# Names resolve on first use: importing coagent_cli.agents (for its config, say) must not
+# load the openai SDK, which every `coagent exec` would otherwise pay for at start-up.
+_WHERE = {
+    "Clock": "clock", "FakeClock": "clock", "SystemClock": "clock",
+    "AgentConfig": "config", "ModelConfig": "config", "Price": "config", "RetryConfig": "config",
+    "Script": "config",
+    "Environment": "environment", "LocalEnvironment": "environment", "Notice": "environment",
+    "Observation": "environment", "ToolSchema": "environment",
+    "Agent": "loop", "AgentResult": "loop",
+    "EndpointUnreachable": "models", "MissingApiKey": "models", "Model": "models",
+    "ModelError": "models", "ModelReply": "models", "ModelRequestRefused": "models",
+    "ModelUnavailable": "models", "OpenAIModel": "models", "ToolCall": "models", "Usage": "models",
+    "make_model": "models",
+    "ScriptedModel": "scripted",
+    "Trajectory": "trajectory", "read_trajectory": "trajectory",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'coagent_cli.agents' has no attribute {name!r}")
+    return getattr(import_module(f"coagent_cli.agents.{module}"), name)

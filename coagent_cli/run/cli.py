@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 
 from coagent_cli.errors import CoagentError, UsageError
-from coagent_cli.run.launcher import RunOptions, View, run_plan
 from coagent_cli.run.plan import Plan, load_plan, plan_from_tasks
 from coagent_cli.run.report import RunReport, report_table
 
@@ -44,7 +43,7 @@ def build_plan(plan_file: Optional[Path], tasks: list[str], *, workspace: Option
     return plan.overridden(workspace=workspace, cc=cc, model=model, base_url=base_url)
 
 
-def _view(console: Console, no_live: bool) -> View:
+def _view(console: Console, no_live: bool) -> str:
     return "plain" if no_live or not console.is_terminal else "live"
 
 
@@ -77,6 +76,10 @@ def run_cmd(
         root = plan.workspace or Path.cwd()
         if not root.is_dir():
             raise UsageError(f"workspace {root} is not a directory", code="bad_workspace")
+        # Imported here: the launcher pulls in the openai SDK, and every gated
+        # `coagent exec/inbox/done` would pay for it at start-up.
+        from coagent_cli.run.launcher import RunOptions, run_plan
+
         options = RunOptions(root, cc=plan.cc, time_limit=time_limit, view=_view(console, no_live), console=console)
         report = run_plan(plan, options)
     except UsageError as exc:

@@ -59,7 +59,7 @@ DAEMON_START_TIMEOUT = 30.0
 @dataclass
 class RunOptions:
     workspace: Path
-    cc: str = "mtpo"
+    cc: str | None = None                # None: the plan's controller
     time_limit: float | None = None      # seconds for the whole run; None: no limit
     view: View = "none"                  # live dashboard, plain lines, or nothing
     console: Console | None = None
@@ -335,7 +335,7 @@ class Launcher:
         self.plan = plan
         self.options = options
         self.workspace = Path(options.workspace).resolve()
-        self.cc = options.cc
+        self.cc = options.cc or plan.cc
         self.run_id = options.run_id or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.run_dir = self.workspace / ".coagent" / "runs" / self.run_id
         self.stopped = threading.Event()
