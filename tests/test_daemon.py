@@ -237,11 +237,12 @@ def shlex_quote(text: str) -> str:
 
 
 def repair(c: Client, ws: Path, agent: str, ops: list[int], line_to_add: str) -> list[int]:
-    """What a careful model does with a stale_read notice: retract the steps that used
-    the stale read, then redo them on the new state."""
+    """What a careful model does with a stale_read or write_dropped notice (one notice
+    per key carries the most severe kind): retract the steps that used the stale read,
+    then redo them on the new state. write_reordered needs nothing."""
     for _ in range(5):
         notices = c.inbox()["notices"]
-        if not any(n["kind"] == "stale_read" for n in notices):
+        if not any(n["kind"] in ("stale_read", "write_dropped") for n in notices):
             return ops
         c.retract(agent, ops)
         ops = rmw(c, ws, line_to_add)

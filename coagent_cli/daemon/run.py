@@ -202,6 +202,8 @@ async def serve_daemon(settings: DaemonSettings, *, on_ready: Callable[[DaemonIn
         blobs = BlobStore(paths.blobs)
         factory = executor_factory or _executor_factory()
         executor = await asyncio.to_thread(factory, paths.workspace, paths.state, journal=journal, blobs=blobs)
+        if hasattr(executor, "rebase_stale_writes"):  # the real executor; test stand-ins lack it
+            executor.rebase_stale_writes = settings.cc == "mtpo"
         hub = EventHub()
         config = ServiceConfig(paths.workspace, dict(tokens.agents), tokens.admin, tokens.monitor,
                                settings.cc, settings.orphan_grace)

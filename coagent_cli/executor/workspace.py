@@ -113,6 +113,10 @@ class WorkspaceExecutor:
         self.journal = journal
         self.blobs = blobs
         self.library = library
+        # Rebase a whole-file write made from a stale read onto the version it lands on
+        # (MTPO's "re-apply the meaning, not the bytes"). The daemon turns it off for the
+        # baselines, so that e.g. `none` really is no control.
+        self.rebase_stale_writes = True
         self._ops: dict[int, _Op] = {}
         self._seen: dict[str, dict[Key, Digest]] = {}  # agent -> key -> version it saw
         self._lock = threading.Lock()
@@ -166,6 +170,8 @@ class WorkspaceExecutor:
         if not op.prepared:
             raise ExecutionError(f"finish of op {op_id}, which was never prepared")
         changes = self._observe(op, exit_status)
+        if self.rebase_stale_writes:
+            changes = self._rebase(op, changes)
         self._settle(op, changes)
         if op.effect is not None:
             self.journal.end_effect(op.effect, f"exit {exit_status}")
@@ -263,6 +269,29 @@ class WorkspaceExecutor:
         return RedoResult(True, self._writes(changes))
 
     # -- three-way merge of a whole-file write ------------------------------------------
+
+    def _rebase(self, op: _Op, changes: Changes) -> Changes:
+        """A whole-file write computed from an older version than the one it landed on
+        (an earlier agent changed the file after this agent read it) carries the agent's
+        edit, not its bytes: put the edit on the new base by three-way merge, as a redo
+        does. On a conflict its bytes stay; the agent is told of the change anyway."""
+        for path, (before, after) in list(changes.items()):
+            key = workspace_key(path)
+            seen = op.observed.get(key)
+            if key not in op.resolved.whole or seen is None or after.kind != "file":
+                continue
+            landed_on = versions.image_digest(self.blobs, before)
+            if landed_on == seen:
+                continue
+            ours = versions.content(self.blobs, versions.image_digest(self.blobs, after)) or b""
+            merged = merge3(versions.content(self.blobs, seen) or b"", ours,
+                            versions.content(self.blobs, landed_on) or b"")
+            if merged is None or merged == ours:
+                continue
+            rebased = FileImage("file", digest=self.blobs.put(merged), mode=after.mode)
+            self.blobs.restore(self._path(path), rebased)
+            changes[path] = (before, rebased)
+        return changes
 
     def _merge_path(self, op: _Op) -> str | None:
         """The file to merge, for a whole-file write made after the agent saw the file."""
