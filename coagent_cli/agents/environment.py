@@ -7,6 +7,9 @@ daemon-backed environment (a gated shell, ops journaled and ordered) implements 
 protocol; LocalEnvironment is the plain one: subprocess bash and `coagent_cli.tools.invoke`
 on a real directory, no daemon, no ordering. Tests and single-agent use run on it, and its
 `post` lets a test (or an in-process runner) deliver notices.
+
+An environment that can undo ops for good also implements `Retracting` (the daemon-backed
+one does; LocalEnvironment cannot, having no journal of what each op changed).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 from coagent_cli.tools import ToolLibrary, ToolSpec, invoke
 from coagent_cli.tools.execute import DEFAULT_TIMEOUT, run_bash
@@ -83,6 +86,16 @@ class Environment(Protocol):
 
     def finish(self) -> None:
         """The agent stopped (it may be resumed later with notices)."""
+        ...
+
+
+@runtime_checkable
+class Retracting(Protocol):
+    """The optional part of an Environment: undo some of this agent's own ops for good."""
+
+    def retract(self, op_ids: Sequence[int]) -> None:
+        """Undo these ops (ids from Observation.op_id); returns once they are undone. Later
+        writes of other agents are re-applied on top, and those agents are told."""
         ...
 
 

@@ -11,18 +11,23 @@ Limits are checked before each turn, so a turn begun in time is completed (its t
 all get results and the conversation stays valid for a later resume). `run()` returns when
 the agent stops; `resume(notices)` continues the same conversation
 (an agent that finished and then gets a notice is resumed with it).
+
+A model that repairs by undoing its own ops (the ScriptedModel) is `OpAware`: the loop hands
+it an OpBook, where it records the op each tool call produced and the notices as given (not
+only as rendered), with the environment's retract when the environment is `Retracting`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Protocol, Sequence, runtime_checkable
 
 from coagent_cli.agents import prompts
 from coagent_cli.agents.clock import Clock, SystemClock
 from coagent_cli.agents.config import AgentConfig
-from coagent_cli.agents.environment import Environment, Notice, Observation, ToolSchema
+from coagent_cli.agents.environment import (Environment, Notice, Observation, Retracting,
+                                            ToolSchema)
 from coagent_cli.agents.models import Message, Model, ModelReply, ToolCall, Usage
 from coagent_cli.agents.trajectory import Trajectory
 from coagent_cli.errors import CoagentError
@@ -47,6 +52,24 @@ class AgentResult:
         return self.status == "done"
 
 
+@dataclass
+class OpBook:
+    """What the loop shares with an OpAware model."""
+
+    retract: Callable[[Sequence[int]], None] | None  # None: the environment cannot undo
+    ops: dict[str, int] = field(default_factory=dict)  # tool call id -> the env's op id
+    notices: list[Notice] = field(default_factory=list)  # injected, not yet taken
+
+    def take_notices(self) -> list[Notice]:
+        taken, self.notices = self.notices, []
+        return taken
+
+
+@runtime_checkable
+class OpAware(Protocol):
+    def bind_ops(self, book: OpBook) -> None: ...
+
+
 class Agent:
     def __init__(self, name: str, task: str, *, model: Model, env: Environment,
                  config: AgentConfig | None = None, clock: Clock | None = None,
@@ -65,6 +88,7 @@ class Agent:
         self._tools: list[ToolSchema] = []
         self._tools_version: int | None = None
         self._step_refs: dict[int, prompts.StepRef] = {}  # env op id -> the step that ran it
+        self._book = _bind(model, env)
         self._append({"role": "system", "content": prompts.system_prompt(name)})
         self._append({"role": "user", "content": task})
 
@@ -123,6 +147,8 @@ class Agent:
         if not notices:
             return
         self.notices += len(notices)
+        if self._book is not None:
+            self._book.notices.extend(notices)
         for n in notices:
             self._record("notice", key=n.key, by=n.by, kind=n.kind, steps=list(n.steps),
                          detail=n.detail, diff=n.diff)
@@ -151,6 +177,8 @@ class Agent:
         obs = self._observe(call)
         if obs.op_id is not None:
             self._step_refs[obs.op_id] = prompts.StepRef(self.steps, _label(call))
+            if self._book is not None:
+                self._book.ops[call.id] = obs.op_id
         content = prompts.render_observation(obs, self.config.observation_limit)
         self._append({"role": "tool", "tool_call_id": call.id, "content": content},
                      exit_status=obs.exit_status, op_id=obs.op_id)
@@ -182,6 +210,14 @@ class Agent:
 
     def _record(self, event: str, **fields: Any) -> None:
         self.trajectory.record(event, self.clock.now(), **fields)
+
+
+def _bind(model: Model, env: Environment) -> OpBook | None:
+    if not isinstance(model, OpAware):
+        return None
+    book = OpBook(env.retract if isinstance(env, Retracting) else None)
+    model.bind_ops(book)
+    return book
 
 
 def _bash_schema() -> ToolSchema:

@@ -4,13 +4,29 @@ It goes through the same loop as an LLM (same messages in, same ModelReply out),
 tests and benchmarks exercise the real machinery without a network. One reply carries at
 most one tool call; `think` steps spend time on the injected clock before the next call.
 
-The repair rule, on a notice message naming keys K (it reads the notice the loop rendered):
+The repair, when the environment can retract (the daemon's: it re-applies this agent's
+misplaced writes and re-runs its misplaced command lines on the new base by itself) and no
+step declares `after_read`:
+  on stale_read or write_dropped notices (write_reordered needs nothing), take the earliest
+  played step whose op a notice names; retract this agent's ops from that step on (undone
+  for good: the environment re-applies later writes of others on top and tells them), and
+  replay the script from that step. Re-reading is wrong there: a read would see this agent's
+  own later writes, already re-applied; and re-running a step would apply it twice. This is
+  the simulator's rule, proven serializable by its property tests.
+
+Otherwise (LocalEnvironment: nothing is re-applied; or a script that declares with
+`after_read` which steps derive from reads, and so that its other writes are edits the
+environment may merge onto a new base), on notices naming keys K (write_reordered aside):
   1. re-read each K (read_file when that tool is offered, else `cat`; `ls` for a dir key),
   2. redo the already-played steps that depended on K: those declaring `after_read` of a
      path under K when the script declares any, else every step from the first one that
      touched K (a tool param or a command line naming its path) to the last one played,
 then continue with the rest of the script. A redone step runs its same command on the new
 base, so scripts put recomputations (not blind appends) after the reads they depend on.
+
+The loop tells the model the op of each of its tool calls, the notices, and the retract,
+through an OpBook (see loop.py); used outside a loop, it reads the notice keys from the
+rendered notice messages and repairs without retract.
 
 Token usage is an estimate (4 characters a token of the request and of the reply) so runs
 of the scripted model can still compare protocols by token cost.
@@ -22,13 +38,16 @@ import json
 import shlex
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from coagent_cli.agents.clock import Clock, SystemClock
 from coagent_cli.agents.config import SCRIPTED, Script, ScriptStep, ToolStep
-from coagent_cli.agents.environment import ToolSchema
+from coagent_cli.agents.environment import Notice, ToolSchema
 from coagent_cli.agents.models import Message, ModelReply, ToolCall, Usage
 from coagent_cli.agents.prompts import notice_keys
+
+if TYPE_CHECKING:
+    from coagent_cli.agents.loop import OpBook  # the loop imports models, which imports us
 
 CHARS_PER_TOKEN = 4
 
@@ -48,33 +67,62 @@ class ScriptedModel:
         self.repairs = 0  # notice messages answered with a repair
         self._queue = deque(_Pending(s, i) for i, s in enumerate(self.script.steps))
         self._played: list[int] = []  # script indices, in the order played
+        # (script index, tool call id) of the played steps not retracted, in play order
+        self._trail: list[tuple[int, str]] = []
+        self._book: OpBook | None = None
         self._seen = 0  # messages already scanned for notices
         self._calls = 0
 
+    def bind_ops(self, book: "OpBook") -> None:
+        self._book = book
+
     def query(self, messages: list[Message], tools: list[ToolSchema]) -> ModelReply:
-        keys = self._new_notice_keys(messages)
-        if keys:
-            self._plan_repair(keys, {t.name for t in tools})
+        self._take_notices(messages, {t.name for t in tools})
         while self._queue:
             item = self._queue.popleft()
             if item.step.think is not None:
                 self.clock.sleep(item.step.think)
                 continue
+            call = self._call(item.step)
             if item.index is not None:
                 self._played.append(item.index)
-            return self._reply(messages, self._call(item.step))
+                self._trail.append((item.index, call.id))
+            return self._reply(messages, call)
         return self._reply(messages, None)
 
     def close(self) -> None:
         return None
 
-    def _new_notice_keys(self, messages: list[Message]) -> list[str]:
+    def _take_notices(self, messages: list[Message], offered: set[str]) -> None:
         fresh, self._seen = messages[self._seen:], len(messages)
-        keys: list[str] = []
-        for m in fresh:
-            if m.get("role") == "user" and isinstance(m.get("content"), str):
-                keys += [k for k in notice_keys(m["content"]) if k not in keys]
-        return keys
+        if self._book is None:
+            keys = _notice_keys(fresh)
+        else:
+            notices = [n for n in self._book.take_notices() if n.kind != "write_reordered"]
+            if notices and self._book.retract is not None and not self._declares_reads():
+                self._retract_and_replay(notices, self._book)
+                return
+            keys = list(dict.fromkeys(n.key for n in notices))
+        if keys:
+            self._plan_repair(keys, offered)
+
+    def _declares_reads(self) -> bool:
+        return any(s.after_read for s in self.script.steps)
+
+    def _retract_and_replay(self, notices: list[Notice], book: "OpBook") -> None:
+        assert book.retract is not None
+        named = {o for n in notices for o in n.steps}
+        trail = [(i, book.ops.get(c)) for i, c in self._trail]
+        start = min((i for i, o in trail if o in named), default=None)
+        if start is None:
+            return  # the notices name no op of the current play (one retracted already)
+        self.repairs += 1
+        book.retract([o for i, o in trail if i >= start and o is not None])
+        self._trail = [(i, c) for i, c in self._trail if i < start]
+        pause = self.script.repair_think
+        think = [_Pending(ScriptStep(think=pause), None)] if pause > 0 else []
+        replay = [_Pending(s, i) for i, s in enumerate(self.script.steps) if i >= start]
+        self._queue = deque(think + replay)
 
     def _plan_repair(self, keys: list[str], offered: set[str]) -> None:
         self.repairs += 1
@@ -109,6 +157,14 @@ class ScriptedModel:
         said = call.arguments if call is not None else self.script.final
         usage = Usage(_tokens(json.dumps(messages)), _tokens(said))
         return ModelReply(text, [call] if call is not None else [], usage)
+
+
+def _notice_keys(messages: list[Message]) -> list[str]:
+    keys: list[str] = []
+    for m in messages:
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            keys += [k for k in notice_keys(m["content"]) if k not in keys]
+    return keys
 
 
 def _tokens(text: str) -> int:

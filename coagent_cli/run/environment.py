@@ -4,7 +4,8 @@ Each bash command line is one op: `begin_op(command, cwd)`; on `run` the line ru
 (`bash -c` in the workspace) and `end_op(exit status)` reports it; on `served` or `skip`
 the daemon's answer stands in for the run. A declared tool call is performed by the
 daemon itself (`begin_op(tool=...)` answered `served` with the output). Notices come
-from the agent's inbox; finishing is `finish`. A refused op reaches the agent loop as a
+from the agent's inbox; finishing is `finish`; `retract` undoes some of the agent's own
+ops for good (the daemon re-applies later writes of others on top and tells them). A refused op reaches the agent loop as a
 CoagentError, which the loop shows the model as an error observation.
 
 The environment also keeps what a report needs: how long the agent waited for grants
@@ -16,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from coagent_cli.agents.environment import Notice, Observation, ToolSchema
 from coagent_cli.daemon.client import Client
@@ -83,6 +84,10 @@ class DaemonEnvironment:
 
     def finish(self) -> None:
         self.finished = bool(self._call("finish").get("finished"))
+
+    def retract(self, op_ids: Sequence[int]) -> None:
+        if op_ids:  # the wire refuses an empty list
+            self._call("retract", self.address.agent, list(op_ids))
 
     # ---------------------------------------------------------------- plumbing
 
