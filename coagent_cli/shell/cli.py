@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import typer
 
-from coagent_cli.daemon import ENV_AGENT
+from coagent_cli.daemon import ENV_AGENT, ENV_SOCKET, ENV_TOKEN
 from coagent_cli.daemon.client import Client, RemoteError
 from coagent_cli.errors import CoagentError, UsageError
 from coagent_cli.shell.gated import find_real_shell, rc_file
@@ -58,6 +58,20 @@ def _env(agent: str | None) -> dict[str, str]:
     return env
 
 
+def _workspace_daemon(workspace: Path, agent: str) -> dict[str, str]:
+    """COAGENT_SOCKET and COAGENT_TOKEN for `agent` from the workspace's running daemon."""
+    from coagent_cli.daemon.run import Tokens, daemon_info, paths_for
+
+    paths = paths_for(workspace)
+    info = daemon_info(paths)
+    if info is None:
+        raise UsageError(f"no coagent daemon is running for {paths.workspace} (start one with `coagent daemon start`)")
+    token = Tokens.load(paths.tokens).agents.get(agent)
+    if token is None:
+        raise UsageError(f"the daemon of {paths.workspace} has no agent {agent!r}")
+    return {ENV_SOCKET: str(info.socket), ENV_TOKEN: token}
+
+
 def _connect(env: Mapping[str, str], timeout: float | None = 30.0) -> Client:
     return Client.from_env(env, timeout=timeout)
 
@@ -92,10 +106,16 @@ def shell_cmd(
     agent: Optional[str] = typer.Option(None, "--agent", help="Agent name (default: $COAGENT_AGENT)."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="Start in this directory."),
 ) -> None:
-    """An interactive bash whose every command line is gated by the daemon."""
+    """An interactive bash whose every command line is gated by the daemon.
+
+    Inside an agent's process the COAGENT_* environment says which daemon and agent;
+    otherwise (a person at a terminal) name the agent, and the workspace's running
+    daemon and that agent's token are found under <workspace>/.coagent/run/."""
     env = _env(agent)
     if workspace is not None and not workspace.is_dir():
         raise UsageError(f"workspace is not a directory: {workspace}")
+    if ENV_SOCKET not in env and agent:
+        env.update(_workspace_daemon(workspace or Path.cwd(), agent))
     _connect(env, timeout=10).close()  # fail here, with one line, rather than in the rc
     if env.get("COAGENT_GATED"):
         typer.echo("[coagent] inside a gated command already: this shell is covered by it", err=True)
