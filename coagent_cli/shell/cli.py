@@ -9,7 +9,6 @@ or 126 when the daemon refused it. Mount them on the main app with `register(app
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shlex
@@ -17,12 +16,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Mapping, Optional
 
 import typer
 
 from coagent_cli.daemon import ENV_AGENT, ENV_SOCKET, ENV_TOKEN
 from coagent_cli.daemon.client import Client, RemoteError
+from coagent_cli.cliutil import clean_errors
 from coagent_cli.errors import CoagentError, UsageError
 from coagent_cli.shell.gated import find_real_shell, rc_file
 
@@ -36,19 +36,6 @@ NOTICE_FIELDS: dict[str, Any] = {"id": None, "key": "", "kind": "", "by": "", "o
                                  "detail": "", "diff": None, "steps": []}
 """Every field of a notice as `coagent inbox --json` prints it, with its default."""
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _clean_errors(fn: F) -> F:
-    """A CoagentError (no daemon, refused hello, lost socket) becomes one line and exit 2."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CoagentError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-    return wrapper  # type: ignore[return-value]
 
 
 def _env(agent: str | None) -> dict[str, str]:
@@ -101,7 +88,7 @@ def _print_notices(notices: list[dict[str, Any]], *, err: bool) -> None:
 # ---------------------------------------------------------------- commands
 
 
-@_clean_errors
+@clean_errors
 def shell_cmd(
     agent: Optional[str] = typer.Option(None, "--agent", help="Agent name (default: $COAGENT_AGENT)."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="Start in this directory."),
@@ -126,7 +113,7 @@ def shell_cmd(
     os.execve(bash, ["bash", "--noprofile", "--rcfile", str(rc_file()), "-i"], env)
 
 
-@_clean_errors
+@clean_errors
 def exec_cmd(
     command: list[str] = typer.Argument(..., metavar="CMD...", help="A command line, or a command and its arguments."),
     agent: Optional[str] = typer.Option(None, "--agent", help="Agent name (default: $COAGENT_AGENT)."),
@@ -179,7 +166,7 @@ def _run_line(line: str, env: Mapping[str, str]) -> int:
     return 128 - status if status < 0 else status
 
 
-@_clean_errors
+@clean_errors
 def inbox_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of notices."),
     peek: bool = typer.Option(False, "--peek", help="Leave the notices undelivered."),
@@ -195,7 +182,7 @@ def inbox_cmd(
         _print_notices(notices, err=False)
 
 
-@_clean_errors
+@clean_errors
 def done_cmd() -> None:
     """Declare the calling agent finished. Exits 1 (and prints them) if notices are pending."""
     with _connect(os.environ) as client:

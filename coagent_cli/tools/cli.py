@@ -6,15 +6,15 @@ Bad input (an unknown tool, a spec that does not load, a missing file) prints on
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import typer
 import yaml
 
+from coagent_cli.cliutil import clean_errors
 from coagent_cli.errors import CoagentError, UsageError
 from coagent_cli.tools.check import CheckReport, check_tool
 from coagent_cli.tools.library import ToolEntry, ToolLibrary, workspace_tools_dir
@@ -26,18 +26,6 @@ tools_app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 WorkspaceOpt = typer.Option(Path("."), "--workspace", "-w", help="Workspace directory.",
                             show_default="current directory")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _clean_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CoagentError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-    return wrapper  # type: ignore[return-value]
 
 
 def _library(workspace: Path) -> ToolLibrary:
@@ -50,7 +38,7 @@ def _library(workspace: Path) -> ToolLibrary:
 
 
 @tools_app.command("list")
-@_clean_errors
+@clean_errors
 def list_tools(workspace: Path = WorkspaceOpt,
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List every tool definition; overridden ones are marked."""
@@ -71,7 +59,7 @@ def _entry_json(e: ToolEntry) -> dict[str, Any]:
 
 
 @tools_app.command("show")
-@_clean_errors
+@clean_errors
 def show_tool(name: str, workspace: Path = WorkspaceOpt) -> None:
     """Show one tool: its spec, where it comes from, and what it overrides."""
     library = _library(workspace)
@@ -100,7 +88,7 @@ _BlockDumper.add_representer(str, _str_block)
 
 
 @tools_app.command("check")
-@_clean_errors
+@clean_errors
 def check_tools(target: Optional[str] = typer.Argument(None, help="A spec FILE or a tool NAME; "
                                                         "default: every tool."),
                 workspace: Path = WorkspaceOpt) -> None:
@@ -129,7 +117,7 @@ def _print_report(report: CheckReport) -> None:
 
 
 @tools_app.command("add")
-@_clean_errors
+@clean_errors
 def add_tool(file: Path, workspace: Path = WorkspaceOpt,
              force: bool = typer.Option(False, "--force", help="Replace an existing file."),
              ) -> None:
