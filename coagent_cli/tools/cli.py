@@ -2,6 +2,11 @@
 
 Bad input (an unknown tool, a spec that does not load, a missing file) prints one line
 `error: ...` and exits 2; a check that finds problems exits 1.
+
+A check runs every sample of a tool in scratch copies of the workspace, so checking the
+whole library takes a while: each tool's result is printed as soon as it is known, and on
+a terminal a transient progress bar shows which tool is being checked (in a log there is
+no bar, only the result lines, so no control characters).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any, Optional
 
 import typer
 import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from coagent_cli.cliutil import clean_errors
 from coagent_cli.errors import CoagentError, UsageError
@@ -93,10 +100,7 @@ def check_tools(target: Optional[str] = typer.Argument(None, help="A spec FILE o
                                                         "default: every tool."),
                 workspace: Path = WorkspaceOpt) -> None:
     """Validate tools: schema, round trip in a scratch copy, footprint, hostile params."""
-    specs = _targets(target, workspace)
-    reports = [check_tool(spec, workspace) for spec in specs]
-    for report in reports:
-        _print_report(report)
+    reports = _check_all(_targets(target, workspace), workspace)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 
@@ -108,12 +112,34 @@ def _targets(target: str | None, workspace: Path) -> list[ToolSpec]:
     return [library.get(target)] if target is not None else library.tools()
 
 
-def _print_report(report: CheckReport) -> None:
+def _check_all(specs: list[ToolSpec], workspace: Path) -> list[CheckReport]:
+    """Check each tool, printing its result as it is known; a progress bar on a terminal."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        return [_print_report(check_tool(spec, workspace), typer.echo) for spec in specs]
+
+    def say(line: str) -> None:  # above the bar, taken as text (a tool's words are not markup)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    columns = (SpinnerColumn(), TextColumn("checking {task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    reports = []
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("", total=len(specs))
+        for spec in specs:
+            progress.update(bar, description=spec.name)
+            reports.append(_print_report(check_tool(spec, workspace), say))
+            progress.advance(bar)
+    return reports
+
+
+def _print_report(report: CheckReport, echo: Callable[[str], Any]) -> CheckReport:
     summary = (f"{report.runs} round trip(s), {report.hostile_runs} hostile values "
                f"({report.hostile_refused} refused, the rest ran inert)")
-    typer.echo(f"{'ok  ' if report.ok else 'FAIL'} {report.tool}: {summary}")
+    echo(f"{'ok  ' if report.ok else 'FAIL'} {report.tool}: {summary}")
     for line in report.problems + report.notes:
-        typer.echo(f"     - {line}")
+        echo(f"     - {line}")
+    return report
 
 
 @tools_app.command("add")
@@ -124,9 +150,7 @@ def add_tool(file: Path, workspace: Path = WorkspaceOpt,
     """Check a spec file, then install it into the workspace library."""
     specs = load_spec_file(file)
     library = _library(workspace)
-    reports = [check_tool(spec, workspace) for spec in specs]
-    for report in reports:
-        _print_report(report)
+    reports = _check_all(specs, workspace)
     if not all(r.ok for r in reports):
         typer.echo("not installed: the check failed", err=True)
         raise typer.Exit(1)
