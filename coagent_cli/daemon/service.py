@@ -42,6 +42,7 @@ stream); acting on them (relaunching an agent process) is the run launcher's job
 from __future__ import annotations
 
 import asyncio
+import time
 import difflib
 import logging
 import re
@@ -101,6 +102,7 @@ class _Agent:
     state: wire.AgentState = "registered"
     ops: int = 0
     inbox: dict[int, wire.Notice] = field(default_factory=dict)
+    handled: int = 0                    # notices delivered (taken from the inbox)
     conns: set[Connection] = field(default_factory=set)
     orphan_timer: asyncio.Task[None] | None = None
 
@@ -132,6 +134,7 @@ class DaemonService:
         self.journal = journal
         self.hub = hub
         self.agents = {n: _Agent(n, r, t) for r, (n, t) in enumerate(config.agents.items())}
+        self.started_at: float | None = None  # set by start(): when the run was launched
         self.ops: dict[int, _Op] = {}
         self.directives: list[dict[str, str]] = []  # resume/restart/abort, for the launcher
         self.failures: list[str] = []               # effects that could not be performed
@@ -146,6 +149,7 @@ class DaemonService:
 
     async def start(self) -> None:
         """Register the agents with the core, in rank order (journaled)."""
+        self.started_at = time.time()
         start = await asyncio.to_thread(self.journal.get_meta, "next_op_id")
         self._next_id = int(start or 0)  # a continued run goes on numbering its ops
         for agent in self.agents.values():
@@ -209,14 +213,31 @@ class DaemonService:
         agent.orphan_timer = self._spawn(self._abandon(agent))
 
     def snapshot(self) -> wire.Snapshot:
-        agents = [wire.AgentInfo(name=a.name, rank=a.rank, state=a.state, ops=a.ops,
-                                 pending_notices=len(a.inbox)) for a in self.agents.values()]
+        recent = list(self.ops.values())[-_RECENT_OPS:]
+        agents = [self._agent_info(a, recent) for a in self.agents.values()]
         ops = [wire.OpInfo(op=o.op_id, agent=o.agent, state=o.state, summary=o.summary,
-                           reads=o.reads, writes=o.writes)
-               for o in list(self.ops.values())[-_RECENT_OPS:]]
+                           reads=o.reads, writes=o.writes) for o in recent]
         size = self.library.size if self.library is not None else None
         return wire.Snapshot(cc=self.config.cc, agents=agents, ops=ops, quiescent=self.core.quiescent,
-                             library_size=size)
+                             library_size=size, totals=self._totals(), started_at=self.started_at)
+
+    def _agent_info(self, a: _Agent, recent: list[_Op]) -> wire.AgentInfo:
+        """What the daemon knows of an agent (tokens and cost are the launcher's to know)."""
+        mine = [o for o in recent if o.agent == a.name]
+        busy = next((o for o in reversed(mine) if o.state in ("held", "running")), None)
+        phase: wire.AgentPhase | None = {"finished": "finished", "crashed": "crashed",
+                                         "waiting": "waiting"}.get(a.state)
+        if phase is None and a.state == "running":
+            phase = "executing" if busy is not None else "thinking"
+        return wire.AgentInfo(name=a.name, rank=a.rank, state=a.state, ops=a.ops, steps=a.ops,
+                              pending_notices=len(a.inbox), handled_notices=a.handled, phase=phase,
+                              current=(busy or (mine[-1] if mine else None)).summary if mine else None)
+
+    def _totals(self) -> wire.RunTotals:
+        s = self.core.stats
+        handled = sum(a.handled for a in self.agents.values())
+        return wire.RunTotals(ops=s.executed, undos=s.undos, redos=s.redos, drops=s.drops,
+                              served=s.served, notices=s.notices, notices_handled=handled)
 
     # ---------------------------------------------------------------- requests
 
@@ -315,6 +336,7 @@ class DaemonService:
             await self._feed(core.NoticesTaken(agent.name, tuple(n.id for n in notices)))
             for n in notices:
                 agent.inbox.pop(n.id, None)
+            agent.handled += len(notices)
         return wire.InboxReply(notices=notices)
 
     async def _on_finish(self, conn: Connection, req: wire.Finish) -> wire.FinishReply:
