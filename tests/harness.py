@@ -4,21 +4,15 @@ effects performed at once on the in-memory environment."""
 from __future__ import annotations
 
 from coagent_cli.core import make_controller
+from coagent_cli.core.driver import drain
 from coagent_cli.core.model import (
     Action,
     AgentFinished,
     AgentRegistered,
     Event,
-    Execute,
     NoticesTaken,
     Notify,
-    OpExecuted,
-    OpRedone,
     OpRequested,
-    OpUndone,
-    Redo,
-    ServeRead,
-    Undo,
 )
 from coagent_cli.sim.env import MemoryEnv, PendingOp
 from coagent_cli.sim.program import OpStep, spec_for
@@ -36,26 +30,13 @@ class Harness:
     def feed(self, event: Event) -> list[Action]:
         """Feed one event and perform every effect it leads to; returns all actions."""
         start = len(self.log)
-        pending = list(self.core.handle(event))
-        while pending:
-            action = pending.pop(0)
-            self.log.append(action)
-            pending.extend(self._perform(action))
-        return self.log[start:]
 
-    def _perform(self, a: Action) -> list[Action]:
-        if isinstance(a, Execute):
-            return self.core.handle(OpExecuted(a.op_id, self.env.execute(a.op_id, shadowed=a.shadowed)))
-        if isinstance(a, ServeRead):
-            self.env.serve(a.op_id, a.sources)
-            return self.core.handle(OpExecuted(a.op_id, {}))
-        if isinstance(a, Undo):
-            self.env.undo(a.op_id)
-            return self.core.handle(OpUndone(a.op_id))
-        if isinstance(a, Redo):
-            ok, writes = self.env.redo(a.op_id, base_changed=a.base_changed)
-            return self.core.handle(OpRedone(a.op_id, ok, writes))
-        return []
+        def record(action: Action) -> list[Event]:
+            self.log.append(action)
+            return []
+
+        drain(self.core, self.core.handle(event), self.env, react=record)
+        return self.log[start:]
 
     def op(self, agent: str, step: OpStep) -> int:
         """Request one op for an agent; returns its id."""

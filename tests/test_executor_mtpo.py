@@ -11,31 +11,28 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytest
 
 from coagent_cli.core import make_controller
+from coagent_cli.core.driver import drain
+from coagent_cli.core.keys import Key
 from coagent_cli.core.model import (
     Action,
     AgentFinished,
     AgentRegistered,
+    Change,
     Completed,
+    Digest,
     Event,
-    Execute,
     Notice,
     NoticesTaken,
     Notify,
-    OpExecuted,
-    OpRedone,
     OpRequested,
     OpSpec,
-    OpUndone,
-    Redo,
     Refuse,
     RetractRequested,
-    ServeRead,
-    Undo,
 )
 from coagent_cli.executor.protocol import OpRequest, ShellCommand, ToolCall
 from coagent_cli.executor.workspace import WorkspaceExecutor
@@ -62,38 +59,46 @@ class Agent:
     finished: bool = False
 
 
+class ExecutorEffects:
+    """The core's effects performed by the real executor, outputs kept for the agents."""
+
+    def __init__(self, executor: WorkspaceExecutor, outputs: dict[int, str]) -> None:
+        self.ex, self.outputs = executor, outputs
+
+    def execute(self, op_id: int, *, shadowed: bool = False) -> Mapping[Key, Change]:
+        if shadowed:
+            return self.ex.shadow(op_id)
+        self.ex.prepare(op_id)
+        result = self.ex.run(op_id, timeout=20)
+        self.outputs[op_id] = result.output
+        return result.writes
+
+    def serve(self, op_id: int, sources: Mapping[Key, Digest]) -> None:
+        self.outputs[op_id] = self.ex.serve(op_id, sources).output
+
+    def undo(self, op_id: int) -> None:
+        self.ex.undo(op_id)
+
+    def redo(self, op_id: int, *, base_changed: bool) -> tuple[bool, Mapping[Key, Change], str]:
+        r = self.ex.redo(op_id, base_changed)
+        return r.ok, r.writes, r.reason
+
+
 class Driver:
     def __init__(self, executor: WorkspaceExecutor, programs: dict[str, list[Step]]) -> None:
         self.ex = executor
         self.core = make_controller("mtpo")
         self.agents = {n: Agent(n, p) for n, p in programs.items()}
         self.outputs: dict[int, str] = {}
+        self.effects = ExecutorEffects(executor, self.outputs)
         self.next_id = 0
         for rank, name in enumerate(programs):
             self.feed(AgentRegistered(name, rank))
 
     def feed(self, event: Event) -> None:
-        pending = list(self.core.handle(event))
-        while pending:
-            pending.extend(self._act(pending.pop(0)))
+        drain(self.core, self.core.handle(event), self.effects, self._react)
 
-    def _act(self, a: Action) -> list[Action]:
-        if isinstance(a, Execute):
-            if a.shadowed:
-                return self.core.handle(OpExecuted(a.op_id, self.ex.shadow(a.op_id)))
-            self.ex.prepare(a.op_id)
-            result = self.ex.run(a.op_id, timeout=20)
-            self.outputs[a.op_id] = result.output
-            return self.core.handle(OpExecuted(a.op_id, result.writes))
-        if isinstance(a, ServeRead):
-            self.outputs[a.op_id] = self.ex.serve(a.op_id, a.sources).output
-            return self.core.handle(OpExecuted(a.op_id, {}))
-        if isinstance(a, Undo):
-            self.ex.undo(a.op_id)
-            return self.core.handle(OpUndone(a.op_id))
-        if isinstance(a, Redo):
-            r = self.ex.redo(a.op_id, a.base_changed)
-            return self.core.handle(OpRedone(a.op_id, r.ok, r.writes, r.reason))
+    def _react(self, a: Action) -> list[Event]:
         if isinstance(a, Completed):
             self._completed(a.op_id)
         elif isinstance(a, Notify):

@@ -60,7 +60,7 @@ def test_failed_reapply_is_dropped_and_its_agent_told() -> None:
     h = Harness("mtpo", ["alice", "bob"], BASE)
     bobs = h.op("bob", Replace(F, "base", "BASE"))
     h.op("alice", Write(F))  # alice rewrites the file: bob's old text is gone
-    assert Drop(bobs, "re-apply failed") in h.log
+    assert any(isinstance(a, Drop) and a.op_id == bobs for a in h.log)
     [notice] = h.notices("bob")
     assert notice.kind == "write_dropped" and notice.by == "alice"
     assert "BASE" not in h.env.snapshot()[F]

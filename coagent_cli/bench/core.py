@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from typing import Mapping
 
 from coagent_cli.core import make_controller
+from coagent_cli.core.driver import drain
 from coagent_cli.core.engine import Engine
 from coagent_cli.core.keys import Key
 from coagent_cli.core.model import (
@@ -21,18 +23,12 @@ from coagent_cli.core.model import (
     AgentRegistered,
     Change,
     Completed,
-    Execute,
+    Event,
     NoticesTaken,
     Notify,
-    OpExecuted,
-    OpRedone,
     OpRequested,
     OpSpec,
-    OpUndone,
-    Redo,
     ResumeAgent,
-    ServeRead,
-    Undo,
 )
 
 
@@ -65,24 +61,27 @@ class _DigestEnv:
         self._n += 1
         return f"d{self._n}"
 
-    def execute(self, op: int) -> dict[Key, Change]:
+    def execute(self, op: int, *, shadowed: bool = False) -> dict[Key, Change]:
         writes = {k: Change(self.live.get(k, ABSENT), self._fresh()) for k in self.specs[op].writes}
         for k, c in writes.items():
             self.live[k] = c.after
         self.images[op] = writes
         return writes
 
+    def serve(self, op: int, sources: Mapping[Key, str]) -> None:
+        """Reads need no state here: the digests are all the core looks at."""
+
     def undo(self, op: int) -> None:
         for k, c in self.images[op].items():
             self.live[k] = c.before
 
-    def redo(self, op: int, changed: bool) -> dict[Key, Change]:
-        writes = {k: Change(self.live.get(k, ABSENT), self._fresh() if changed else c.after)
+    def redo(self, op: int, *, base_changed: bool) -> tuple[bool, dict[Key, Change], str]:
+        writes = {k: Change(self.live.get(k, ABSENT), self._fresh() if base_changed else c.after)
                   for k, c in self.images[op].items()}
         for k, c in writes.items():
             self.live[k] = c.after
         self.images[op] = writes
-        return writes
+        return True, writes, ""
 
 
 def run_core(controller: str = "mtpo", *, agents: int = 64, ops_per_agent: int = 1000, keys: int = 512,
@@ -124,21 +123,13 @@ def _random_op(rng: random.Random, op_id: int, agent: str, keys: int) -> OpSpec:
 
 
 def _drain(core: Engine, env: _DigestEnv, actions: list[Action], busy: set[str]) -> None:
-    pending = list(actions)
-    while pending:
-        a = pending.pop(0)
-        if isinstance(a, Execute):
-            pending += core.handle(OpExecuted(a.op_id, env.execute(a.op_id)))
-        elif isinstance(a, ServeRead):
-            pending += core.handle(OpExecuted(a.op_id, {}))
-        elif isinstance(a, Undo):
-            env.undo(a.op_id)
-            pending += core.handle(OpUndone(a.op_id))
-        elif isinstance(a, Redo):
-            pending += core.handle(OpRedone(a.op_id, True, env.redo(a.op_id, a.base_changed)))
-        elif isinstance(a, Completed):
+    def react(a: Action) -> list[Event]:
+        if isinstance(a, Completed):
             busy.discard(env.specs[a.op_id].agent)
-        elif isinstance(a, Notify):
-            pending += core.handle(NoticesTaken(a.notice.agent, (a.notice.notice_id,)))
+        elif isinstance(a, Notify):  # taken at once; agents do not repair in this benchmark
+            return [NoticesTaken(a.notice.agent, (a.notice.notice_id,))]
         elif isinstance(a, ResumeAgent):
-            pending += core.handle(AgentFinished(a.agent))
+            return [AgentFinished(a.agent)]
+        return []
+
+    drain(core, actions, env, react)

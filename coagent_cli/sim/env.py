@@ -100,7 +100,7 @@ class MemoryEnv:
             self._set(k, before)
         img.applied = False
 
-    def redo(self, op_id: int, *, base_changed: bool) -> tuple[bool, dict[Key, Change]]:
+    def redo(self, op_id: int, *, base_changed: bool) -> tuple[bool, dict[Key, Change], str]:
         img = self.images[op_id]
         if img.applied:
             raise ExecutionError(f"redo of op {op_id}, which is applied")
@@ -109,7 +109,7 @@ class MemoryEnv:
             raise ExecutionError(f"redo of op {op_id}: told its base is unchanged, but it changed")
         out = self._run(op_id, self.get)
         if out.failed:
-            return False, {}
+            return False, {}, "the op no longer applies on the new base"
         new = Images(applied=True, ever_applied=True)
         for k, v in out.writes.items():
             new.before[k] = self.get(k)
@@ -117,7 +117,7 @@ class MemoryEnv:
             self._set(k, v)
             self.blobs[digest(v)] = v
         self.images[op_id] = new
-        return True, {k: Change(digest(new.before[k]), digest(v)) for k, v in out.writes.items()}
+        return True, {k: Change(digest(new.before[k]), digest(v)) for k, v in out.writes.items()}, ""
 
     def _set(self, key: Key, value: Value) -> None:
         if value is None:

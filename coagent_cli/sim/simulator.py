@@ -159,8 +159,8 @@ class Simulator:
         self._at(0, lambda: self._feed(OpUndone(a.op_id)))
 
     def _redo(self, a: Redo) -> None:
-        ok, writes = self.env.redo(a.op_id, base_changed=a.base_changed)
-        self._at(0, lambda: self._feed(OpRedone(a.op_id, ok, writes)))
+        ok, writes, reason = self.env.redo(a.op_id, base_changed=a.base_changed)
+        self._at(0, lambda: self._feed(OpRedone(a.op_id, ok, writes, reason)))
 
     def _completed(self, a: Completed) -> None:
         agent = self._owner(a.op_id)
