@@ -380,3 +380,15 @@ def test_monitor_stream_shows_ops_and_notices(daemon: DaemonThread, workspace: P
         while "notice" not in kinds:
             kinds.append(monitor.receive_raw()["kind"])
     assert "op_begun" in kinds and "op_ended" in kinds
+
+
+def test_usage_reported_by_agents_shows_in_status(daemon: DaemonThread) -> None:
+    with daemon.client("alice") as alice, daemon.client("bob") as bob:
+        alice.usage(1200, 0.25)
+        alice.usage(300, 0.05)
+        bob.usage(40)
+    with daemon.client() as admin:
+        snap = admin.status()["snapshot"]
+    tokens = {a["name"]: a["tokens"] for a in snap["agents"]}
+    assert tokens == {"alice": 1500, "bob": 40, "carol": 0}
+    assert snap["totals"]["tokens"] == 1540 and abs(snap["totals"]["cost"] - 0.30) < 1e-9

@@ -32,6 +32,7 @@ REQUESTS = [
     wire.Inbox(peek=True), wire.Finish(), wire.Resume(), wire.Resume(agent="a1"),
     wire.Status(), wire.Subscribe(), wire.Shutdown(),
     wire.Retract(agent="a0", ops="all"), wire.Retract(agent="a0", ops=[1, 2]),
+    wire.Usage(tokens=1200, cost=0.25),
 ]
 REPLIES = [
     wire.HelloReply(id=1, rank=0, agent="a0"),
@@ -40,7 +41,7 @@ REPLIES = [
     wire.ReadReply(key="file:a", exists=True, content="aGk=", encoding="base64", version=3),
     wire.InboxReply(notices=[NOTICE]), wire.FinishReply(finished=False, notices=[NOTICE]),
     wire.ResumeReply(agent="a0"), wire.StatusReply(snapshot=SNAP), wire.Subscribed(queue=8),
-    wire.ShutdownReply(), wire.RetractReply(agent="a0", ops=[1]),
+    wire.ShutdownReply(), wire.RetractReply(agent="a0", ops=[1]), wire.UsageReply(id=5),
     wire.ErrorReply(id=9, code="bad_token", message="no"),
     wire.Event(seq=4, kind="notice", agent="a1", notice=NOTICE),
     wire.Event(seq=5, kind="snapshot", snapshot=SNAP, dropped=10),

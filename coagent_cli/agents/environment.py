@@ -99,6 +99,16 @@ class Retracting(Protocol):
         ...
 
 
+@runtime_checkable
+class UsageSink(Protocol):
+    """The optional part of an Environment that wants to hear model usage (the daemon's,
+    so monitors show tokens and cost while the run goes on)."""
+
+    def report_usage(self, tokens: int, cost: float) -> None:
+        """Tokens (prompt + completion) and cost spent since the last report."""
+        ...
+
+
 @dataclass(frozen=True)
 class OpRecord:
     """One op LocalEnvironment ran, for tests and reports."""

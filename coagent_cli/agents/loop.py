@@ -27,7 +27,7 @@ from coagent_cli.agents import prompts
 from coagent_cli.agents.clock import Clock, SystemClock
 from coagent_cli.agents.config import AgentConfig
 from coagent_cli.agents.environment import (Environment, Notice, Observation, Retracting,
-                                            ToolSchema)
+                                            ToolSchema, UsageSink)
 from coagent_cli.agents.models import Message, Model, ModelReply, ToolCall, Usage
 from coagent_cli.agents.trajectory import Trajectory
 from coagent_cli.errors import CoagentError
@@ -168,6 +168,9 @@ class Agent:
         self.steps += 1
         reply = self.model.query(self.messages, self._tools)
         self.usage = self.usage + reply.usage
+        if isinstance(self.env, UsageSink):
+            price = self.config.prices.get(self.model.name)
+            self.env.report_usage(reply.usage.total, reply.usage.cost(price) or 0.0)
         if reply.text:
             self.summary = reply.text
         self._append(reply.message(), usage=vars(reply.usage), step=self.steps)

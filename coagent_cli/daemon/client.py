@@ -168,6 +168,9 @@ class Client:
     def finish(self) -> dict[str, Any]:
         return self.request("finish")
 
+    def usage(self, tokens: int, cost: float = 0.0) -> dict[str, Any]:
+        return self.request("usage", tokens=tokens, cost=cost)
+
     def resume(self, agent: str | None = None) -> dict[str, Any]:
         return self.request("resume", **({} if agent is None else {"agent": agent}))
 

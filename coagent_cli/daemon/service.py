@@ -103,6 +103,8 @@ class _Agent:
     ops: int = 0
     inbox: dict[int, wire.Notice] = field(default_factory=dict)
     handled: int = 0                    # notices delivered (taken from the inbox)
+    tokens: int = 0                     # model usage the agent reported
+    cost: float = 0.0
     conns: set[Connection] = field(default_factory=set)
     orphan_timer: asyncio.Task[None] | None = None
 
@@ -230,6 +232,7 @@ class DaemonService:
         if phase is None and a.state == "running":
             phase = "executing" if busy is not None else "thinking"
         return wire.AgentInfo(name=a.name, rank=a.rank, state=a.state, ops=a.ops, steps=a.ops,
+                              tokens=a.tokens, cost=a.cost,
                               pending_notices=len(a.inbox), handled_notices=a.handled, phase=phase,
                               current=(busy or (mine[-1] if mine else None)).summary if mine else None)
 
@@ -237,7 +240,9 @@ class DaemonService:
         s = self.core.stats
         handled = sum(a.handled for a in self.agents.values())
         return wire.RunTotals(ops=s.executed, undos=s.undos, redos=s.redos, drops=s.drops,
-                              served=s.served, notices=s.notices, notices_handled=handled)
+                              served=s.served, notices=s.notices, notices_handled=handled,
+                              tokens=sum(a.tokens for a in self.agents.values()),
+                              cost=sum(a.cost for a in self.agents.values()))
 
     # ---------------------------------------------------------------- requests
 
@@ -338,6 +343,12 @@ class DaemonService:
                 agent.inbox.pop(n.id, None)
             agent.handled += len(notices)
         return wire.InboxReply(notices=notices)
+
+    async def _on_usage(self, conn: Connection, req: wire.Usage) -> wire.UsageReply:
+        agent = self._agent_of(conn)
+        agent.tokens += req.tokens
+        agent.cost += req.cost
+        return wire.UsageReply(id=req.id)
 
     async def _on_finish(self, conn: Connection, req: wire.Finish) -> wire.FinishReply:
         agent = self._agent_of(conn)

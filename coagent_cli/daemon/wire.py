@@ -5,11 +5,11 @@ Framing: one JSON object per line, UTF-8, `\\n`-terminated. Every object has a l
 Requests carry an optional `id` chosen by the client; the reply to a request echoes it.
 
     client -> server   Request  = Hello | BeginOp | EndOp | Read | Inbox | Finish | Resume
-                                  | Status | Subscribe | Shutdown | Retract
+                                  | Status | Subscribe | Shutdown | Retract | Usage
     server -> client   Reply    = Response | Event
                        Response = HelloReply | OpGranted | OpEnded | ReadReply | InboxReply
                                   | FinishReply | ResumeReply | StatusReply | Subscribed
-                                  | ShutdownReply | RetractReply | ErrorReply
+                                  | ShutdownReply | RetractReply | UsageReply | ErrorReply
 
 `parse_request` is the one way bytes become a Request; it raises WireError with a stable
 code and nothing else. `REPLY_FOR` says which Response answers which Request, and
@@ -195,8 +195,19 @@ class Retract(WireModel):
     ops: Annotated[list[OpId], Field(min_length=1, max_length=100_000)] | Literal["all"]
 
 
+class Usage(WireModel):
+    """An agent's model usage since its last report (tokens from the API's usage field),
+    so that monitors can show tokens and cost while the run goes on."""
+
+    type: Literal["usage"] = "usage"
+    id: RequestId | None = None
+    tokens: Count = 0
+    cost: Money = 0.0
+
+
 Request = Annotated[
-    Union[Hello, BeginOp, EndOp, Read, Inbox, Finish, Resume, Status, Subscribe, Shutdown, Retract],
+    Union[Hello, BeginOp, EndOp, Read, Inbox, Finish, Resume, Status, Subscribe, Shutdown, Retract,
+          Usage],
     Field(discriminator="type"),
 ]
 
@@ -398,9 +409,14 @@ class ErrorReply(WireModel):
     message: str
 
 
+class UsageReply(WireModel):
+    type: Literal["usage_reply"] = "usage_reply"
+    id: RequestId | None = None
+
+
 Response = Annotated[
     Union[HelloReply, OpGranted, OpEnded, ReadReply, InboxReply, FinishReply, ResumeReply,
-          StatusReply, Subscribed, ShutdownReply, RetractReply, ErrorReply],
+          StatusReply, Subscribed, ShutdownReply, RetractReply, UsageReply, ErrorReply],
     Field(discriminator="type"),
 ]
 Reply = Annotated[Union[Response, Event], Field(discriminator="type")]
@@ -408,12 +424,12 @@ Reply = Annotated[Union[Response, Event], Field(discriminator="type")]
 REPLY_FOR: dict[type[WireModel], type[WireModel]] = {
     Hello: HelloReply, BeginOp: OpGranted, EndOp: OpEnded, Read: ReadReply,
     Inbox: InboxReply, Finish: FinishReply, Resume: ResumeReply, Status: StatusReply,
-    Subscribe: Subscribed, Shutdown: ShutdownReply, Retract: RetractReply,
+    Subscribe: Subscribed, Shutdown: ShutdownReply, Retract: RetractReply, Usage: UsageReply,
 }
 """The one Response type that answers each Request (besides ErrorReply)."""
 
 _AGENT_REQUESTS = frozenset({"begin_op", "end_op", "read", "inbox", "finish", "resume",
-                             "status", "retract"})
+                             "status", "retract", "usage"})
 ALLOWED: dict[str, frozenset[str]] = {
     "agent": _AGENT_REQUESTS,
     "monitor": frozenset({"status", "subscribe"}),

@@ -129,6 +129,11 @@ class DaemonEnvironment:
         finally:
             self.waiting += time.monotonic() - started
 
+    def report_usage(self, tokens: int, cost: float) -> None:
+        """Tell the daemon, so monitors show tokens and cost during the run."""
+        if tokens or cost:
+            self._call("usage", tokens, cost)
+
     def _call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         client = self._connected()
         result: dict[str, Any] = getattr(client, method)(*args, **kwargs)
