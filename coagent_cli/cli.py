@@ -79,9 +79,14 @@ def bench(
     if not core:
         typer.echo("Nothing selected; try `coagent bench --core`.")
         raise typer.Exit(2)
-    with console.status(f"core benchmark: {agents} agents x {ops} ops, with and without collection..."):
-        on = run_core(controller, agents=agents, ops_per_agent=ops, collect=True)
-        off = run_core(controller, agents=agents, ops_per_agent=ops, collect=False)
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        runs = {c: bar.add_task(f"{'with' if c else 'without'} collection", total=agents * ops)
+                for c in (True, False)}
+        on, off = (run_core(controller, agents=agents, ops_per_agent=ops, collect=c,
+                            progress=lambda done, total, t=runs[c]: bar.update(t, completed=done))
+                   for c in (True, False))
     console.print(f"controller {controller}: {on.ops} ops by {agents} agents")
     console.print(f"  throughput: {on.ops_per_second:,.0f} ops/s with collection, {off.ops_per_second:,.0f} ops/s without")
     console.print(f"  peak stored versions: {on.peak_versions:,} with collection, {off.peak_versions:,} without "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from coagent_cli.core import make_controller
 from coagent_cli.core.driver import drain
@@ -85,7 +85,9 @@ class _DigestEnv:
 
 
 def run_core(controller: str = "mtpo", *, agents: int = 64, ops_per_agent: int = 1000, keys: int = 512,
-             collect: bool = True, seed: int = 0, window: int = 8) -> CoreFigures:
+             collect: bool = True, seed: int = 0, window: int = 8,
+             progress: Callable[[int, int], None] | None = None) -> CoreFigures:
+    """`progress(done, total)` is called every 1,000 ops (a progress bar, say)."""
     rng = random.Random(seed)
     core = make_controller(controller, collect_versions=collect)
     env = _DigestEnv()
@@ -106,6 +108,8 @@ def run_core(controller: str = "mtpo", *, agents: int = 64, ops_per_agent: int =
         busy.add(name)
         _drain(core, env, core.handle(OpRequested(spec)), busy)
         total += 1
+        if progress is not None and total % 1000 == 0:
+            progress(total, agents * ops_per_agent)
         left[name] -= 1
         if left[name] == 0:
             del left[name]

@@ -105,6 +105,8 @@ class _Agent:
     handled: int = 0                    # notices delivered (taken from the inbox)
     tokens: int = 0                     # model usage the agent reported
     cost: float = 0.0
+    joined_at: float | None = None      # first hello (the monitor's per-agent time)
+    finished_at: float | None = None
     conns: set[Connection] = field(default_factory=set)
     orphan_timer: asyncio.Task[None] | None = None
 
@@ -188,6 +190,8 @@ class DaemonService:
             return wire.HelloReply()
         agent = self.agents[hello.agent]
         agent.conns.add(conn)
+        if agent.joined_at is None:
+            agent.joined_at = time.time()
         if agent.orphan_timer is not None:
             agent.orphan_timer.cancel()
             agent.orphan_timer = None
@@ -232,7 +236,8 @@ class DaemonService:
         if phase is None and a.state == "running":
             phase = "executing" if busy is not None else "thinking"
         return wire.AgentInfo(name=a.name, rank=a.rank, state=a.state, ops=a.ops, steps=a.ops,
-                              tokens=a.tokens, cost=a.cost,
+                              tokens=a.tokens, cost=a.cost, started_at=a.joined_at,
+                              finished_at=a.finished_at if a.state == "finished" else None,
                               pending_notices=len(a.inbox), handled_notices=a.handled, phase=phase,
                               current=(busy or (mine[-1] if mine else None)).summary if mine else None)
 
@@ -355,6 +360,7 @@ class DaemonService:
         if agent.inbox:
             return wire.FinishReply(finished=False, notices=list(agent.inbox.values()))
         await self._feed(core.AgentFinished(agent.name))
+        agent.finished_at = time.time()
         await self._set_state(agent, "finished", "agent_finished")
         return wire.FinishReply(finished=True)
 
