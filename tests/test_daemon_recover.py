@@ -305,3 +305,25 @@ def test_killed_run_recovered_and_finished_equals_the_serial_result() -> None:
     expected = serial_result()
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(kill_recover_finish, range(TRIALS), [expected] * TRIALS))
+
+
+@pytest.mark.parametrize("mode", ["execute", "redo"])
+def test_recover_kills_a_command_the_dead_process_left_running(dirs: tuple[Path, Path], mode: str) -> None:
+    """recover is called at once, while the orphaned command still sleeps before its
+    second half: it must kill the command first, or the command writes after recover."""
+    ws, ctl = dirs
+    launch = tree_state(ws)
+    child = subprocess.Popen([sys.executable, "-c", EXECUTOR_SCRIPT, str(ws), str(ctl), mode, slow_line(ctl)])
+    try:
+        wait_for(ctl / "started")
+    finally:
+        child.kill()
+        child.wait(10)
+    report = recover(ws)  # no waiting for the orphan
+    assert any("killed the still-running command of op 1" in r for r in report.reverted)
+    time.sleep(0.8)  # longer than the command's remaining sleep
+    assert not (ctl / "done").exists() and not (ws / "late.txt").exists()
+    expected = dict(launch)
+    if mode == "redo":
+        expected["notes.md"] = ("file", b"a new base\n", 0o644)
+    assert tree_state(ws) == expected

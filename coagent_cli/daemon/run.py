@@ -441,8 +441,9 @@ def recover(workspace: Path) -> RecoveryReport:
         report.state_before = journal.get_meta("run_state")
         blobs = BlobStore(paths.blobs)
         launch = journal.launch_manifest() or {}
-        report.reverted += [f"stray temporary file {p}" for p in _remove_strays(paths.workspace, launch)]
         effects = journal.open_effects()
+        report.reverted += _kill_leftovers(journal, {e.op_id for e in effects})
+        report.reverted += [f"stray temporary file {p}" for p in _remove_strays(paths.workspace, launch)]
         pre_run = _pre_run_snapshots(journal, {e.id for e in effects})
         snapshots = _RecoverySnapshots(paths)
         for effect in reversed(effects):
@@ -454,6 +455,21 @@ def recover(workspace: Path) -> RecoveryReport:
     for leftover in (paths.info, paths.pidfile):
         leftover.unlink(missing_ok=True)
     return report
+
+
+def _kill_leftovers(journal: Journal, ops: set[int | None]) -> list[str]:
+    """Commands the dead daemon was running for unfinished effects (a redo re-running a
+    raw command lives in its own session): killed before anything is reverted, so that
+    they cannot write afterwards."""
+    from coagent_cli.executor.process import kill_leftover
+
+    killed = []
+    for event in journal.timeline():
+        if event.kind == "process" and event.op_id in ops:
+            pgid = int(event.payload["pgid"])
+            if kill_leftover(pgid, event.payload.get("started")):
+                killed.append(f"killed the still-running command of op {event.op_id} (process group {pgid})")
+    return killed
 
 
 def _revert_effect(workspace: Path, blobs: BlobStore, snapshots: "_RecoverySnapshots",

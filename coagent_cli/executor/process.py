@@ -11,9 +11,10 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from coagent_cli.errors import ExecutionError
 
@@ -34,8 +35,11 @@ class Completed:
 
 
 def run_line(line: str, cwd: Path, *, timeout: float | None = None,
-             limit: int = OUTPUT_LIMIT, env: Mapping[str, str] | None = None) -> Completed:
-    """Run `line` with `bash -c` in `cwd`; a timeout is a result (exit 124), not an error."""
+             limit: int = OUTPUT_LIMIT, env: Mapping[str, str] | None = None,
+             on_start: Callable[[int], None] | None = None) -> Completed:
+    """Run `line` with `bash -c` in `cwd`; a timeout is a result (exit 124), not an error.
+    `on_start(pgid)` is told the command's process group as soon as it exists (so that
+    `coagent recover` can kill it if this process dies first)."""
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen(
@@ -44,6 +48,8 @@ def run_line(line: str, cwd: Path, *, timeout: float | None = None,
                 start_new_session=True)
         except OSError as exc:
             raise ExecutionError(f"could not run bash in {cwd}: {exc}") from exc
+        if on_start is not None:
+            on_start(proc.pid)
         timed_out = _wait(proc, timeout if timeout is not None else DEFAULT_TIMEOUT)
         out.seek(0)
         data = out.read(limit + 1)
@@ -70,6 +76,29 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it ended on its own in the meantime
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), None if it is gone:
+    with the pid it names one process, whatever pids are reused later."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_leftover(pgid: int, started: int | None, *, wait: float = 5.0) -> bool:
+    """Kill the process group a dead daemon left running (if its leader is still the
+    process that was started); True when something was killed."""
+    if started is None or start_time(pgid) != started:
+        return False
+    _kill_group(pgid)
+    deadline = time.monotonic() + wait
+    while start_time(pgid) == started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return True
 
 
 def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:

@@ -57,7 +57,7 @@ from coagent_cli.executor.footprints import (
     resolve,
 )
 from coagent_cli.executor.merge import merge3
-from coagent_cli.executor.process import run_line
+from coagent_cli.executor.process import run_line, start_time
 from coagent_cli.executor.protocol import (
     Footprint,
     OpRequest,
@@ -333,8 +333,15 @@ class WorkspaceExecutor:
             op.tool_result = result
             return result.exit_status, result.output
         assert isinstance(action, ShellCommand)
-        done = run_line(action.line, Path(action.cwd), timeout=timeout)
+        done = run_line(action.line, Path(action.cwd), timeout=timeout,
+                        on_start=lambda pgid: self._journal_process(op, pgid))
         return done.exit_status, done.output
+
+    def _journal_process(self, op: _Op, pgid: int) -> None:
+        """Name the command's process group in the journal before it can write much:
+        if this process dies, `coagent recover` kills the group before reverting."""
+        self.journal.record("process", {"pgid": pgid, "started": start_time(pgid)},
+                            agent=op.request.agent, op_id=op.request.op_id)
 
     # -- images -------------------------------------------------------------------------
 
