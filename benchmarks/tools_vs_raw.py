@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -35,35 +34,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coagent_cli.bench.workloads import as_raw, disjoint_tool_steps
 from coagent_cli.daemon.client import Client
 from coagent_cli.daemon.run import DaemonSettings, Tokens, paths_for, start_detached, stop_daemon
 from coagent_cli.journal import Journal
 
 AGENTS = {"alice": "a", "bob": "b"}  # agent -> its directory; alice ranks first
-Step = tuple[str, dict[str, str]]
-
-
-def steps(part: str, n: int) -> list[Step]:
-    out: list[Step] = []
-    for i in range(n):
-        if i % 3 == 0:
-            out.append(("write_file", {"path": f"{part}/f{i}.txt", "content": f"{part} step {i}\n"}))
-        elif i % 3 == 1:
-            out.append(("append_to_file", {"path": f"{part}/log.txt", "text": f"{part} {i}\n"}))
-        else:
-            out.append(("replace_in_file", {"path": f"{part}/f{i - 2}.txt", "old": "step", "new": "STEP"}))
-    return out
-
-
-def as_raw(tool: str, p: dict[str, str]) -> str:
-    path = repr(p["path"])
-    code = {
-        "write_file": f"open({path}, 'w').write({p.get('content')!r})",
-        "append_to_file": f"open({path}, 'a').write({p.get('text')!r})",
-        "replace_in_file": (f"t = open({path}).read(); assert t.count({p.get('old')!r}) == 1; "
-                            f"open({path}, 'w').write(t.replace({p.get('old')!r}, {p.get('new')!r}))"),
-    }[tool]
-    return "python3 -c " + shlex.quote(code)
 
 
 @dataclass
@@ -78,7 +54,7 @@ def agent(socket: str, token: str, name: str, ws: Path, raw: bool, n: int, think
           blocked: list[float]) -> None:
     with Client(socket, timeout=120) as c:
         c.hello(agent=name, token=token)
-        for tool, params in steps(AGENTS[name], n):
+        for tool, params in disjoint_tool_steps(AGENTS[name], n):
             time.sleep(think)
             t0 = time.perf_counter()
             if raw:

@@ -6,7 +6,6 @@ stay out of it."""
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from coagent_cli.daemon.client import Client
 from coagent_cli.daemon.library import LibraryChange, diff_tools
 from coagent_cli.daemon.run import workspace_executor
 from coagent_cli.tools.library import BUILTIN_DIR, workspace_tools_dir
+from coagent_cli.bench.workloads import as_raw, disjoint_tool_steps
 from test_daemon import DaemonThread, events, run_line, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -145,31 +145,6 @@ def test_tool_written_just_now_is_found_without_waiting(daemon: DaemonThread, wo
 # ---------------------------------------------------------------- precision: tools vs raw
 
 
-def steps(part: str, n: int) -> list[tuple[str, dict[str, str]]]:
-    """One agent's work under its own directory, as declared tool calls."""
-    out: list[tuple[str, dict[str, str]]] = []
-    for i in range(n):
-        if i % 3 == 0:
-            out.append(("write_file", {"path": f"{part}/f{i}.txt", "content": f"{part} step {i}\n"}))
-        elif i % 3 == 1:
-            out.append(("append_to_file", {"path": f"{part}/log.txt", "text": f"{part} {i}\n"}))
-        else:
-            out.append(("replace_in_file", {"path": f"{part}/f{i - 2}.txt", "old": "step", "new": "STEP"}))
-    return out
-
-
-def as_raw(tool: str, p: dict[str, str]) -> str:
-    """The same step as a raw `python3 -c` line (footprint `*`)."""
-    path = repr(p["path"])
-    code = {
-        "write_file": f"open({path}, 'w').write({p.get('content')!r})",
-        "append_to_file": f"open({path}, 'a').write({p.get('text')!r})",
-        "replace_in_file": (f"t = open({path}).read(); assert t.count({p.get('old')!r}) == 1; "
-                            f"open({path}, 'w').write(t.replace({p.get('old')!r}, {p.get('new')!r}))"),
-    }[tool]
-    return "python3 -c " + shlex.quote(code)
-
-
 def do_step(c: Client, ws: Path, raw: bool, tool: str, params: dict[str, str]) -> None:
     if raw:
         out = run_line(c, ws, as_raw(tool, params))
@@ -187,7 +162,7 @@ def tree(ws: Path) -> dict[str, str]:
 def run_interleaved(d: DaemonThread, ws: Path, raw: bool, n: int) -> None:
     """bob (the later rank) takes each step just before alice: the worst order for `*`."""
     with d.client("alice") as alice, d.client("bob") as bob:
-        for (ta, pa), (tb, pb) in zip(steps("a", n), steps("b", n)):
+        for (ta, pa), (tb, pb) in zip(disjoint_tool_steps("a", n), disjoint_tool_steps("b", n)):
             do_step(bob, ws, raw, tb, pb)
             do_step(alice, ws, raw, ta, pa)
         for c in (alice, bob):
