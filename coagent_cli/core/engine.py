@@ -554,7 +554,7 @@ class Engine:
             above = {self.ledger.ops[o].agent for o in self.ledger.closure(ops)} - agents
             if not above:
                 break
-            for name in above:
+            for name in sorted(above, key=lambda n: self.agents[n].rank):  # replayable order
                 if not self.agents[name].aborting:
                     self.agents[name].aborting = True
                     self.stats.aborts += 1

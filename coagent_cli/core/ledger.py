@@ -93,7 +93,7 @@ class Ledger:
         if pattern.is_concrete:
             yield pattern
             return
-        yield from (k for k in self.chains.keys() | self.base.keys() if pattern.covers(k))
+        yield from sorted(k for k in self.chains.keys() | self.base.keys() if pattern.covers(k))
 
     def keys_touching(self, patterns: Iterable[Key]) -> set[Key]:
         found: set[Key] = set()
@@ -207,7 +207,7 @@ class Ledger:
     def observe(self, rec: OpRecord, also: Iterable[Key] = ()) -> None:
         """The agent saw the op's observed keys as they were visible to it then."""
         agent, seq = rec.agent, rec.seq
-        for pattern in set(rec.spec.seen) | set(also):
+        for pattern in sorted(set(rec.spec.seen) | set(also)):  # a replayable order
             if not pattern.is_concrete:
                 self.patterns.setdefault(agent, []).append((pattern, Observation(seq, None, (rec.op_id,))))
             for k in self.known_keys(pattern):
