@@ -43,11 +43,11 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Iterable, Literal, Mapping
 
 from coagent_cli.core.keys import Key
 from coagent_cli.core.model import Change, Digest
-from coagent_cli.errors import ExecutionError
+from coagent_cli.errors import CoagentError, ExecutionError
 from coagent_cli.executor import versions
 from coagent_cli.executor.footprints import (
     WHOLE_FILE_TOOLS,
@@ -56,6 +56,7 @@ from coagent_cli.executor.footprints import (
     needs_snapshot,
     resolve,
 )
+from coagent_cli.executor import persist
 from coagent_cli.executor.merge import merge3
 from coagent_cli.executor.process import run_line, start_time
 from coagent_cli.executor.protocol import (
@@ -69,6 +70,7 @@ from coagent_cli.executor.protocol import (
 from coagent_cli.journal import BlobStore, FileImage, Journal, OpRecord
 from coagent_cli.tools import ToolLibrary, ToolResult
 from coagent_cli.tools import execute as tools
+from coagent_cli.tools import render
 from coagent_cli.tools.spec import NONE, SNAPSHOT
 from coagent_cli.workspace import Snapshot, Snapshotter, workspace_key
 from coagent_cli.workspace import paths as ws_paths
@@ -90,6 +92,7 @@ class _Op:
     effect: int | None = None
     changes: Changes = field(default_factory=dict)  # of the latest application
     tool_result: ToolResult | None = None
+    noted: dict[Key, Digest] = field(default_factory=dict)  # what it showed its agent
     prepared: bool = False
     applied: bool = False
     ever_applied: bool = False
@@ -147,6 +150,58 @@ class WorkspaceExecutor:
             self._ops[request.op_id] = _Op(request, resolved, observed)
         return resolved.footprint
 
+    def adopt(self, records: Iterable[OpRecord]) -> list[str]:
+        """After a restart: take up the ops a dead executor journaled (their `detail`),
+        so that undoing and redoing them works here as it did there, and rebuild what
+        each agent had seen. Returns one line per op it could not take up."""
+        problems = []
+        for rec in sorted(records, key=lambda r: r.op_id):
+            if not rec.detail.get("request"):
+                continue  # journaled before details were: nothing to take up
+            try:
+                op = self._adopted(rec)
+            except CoagentError as exc:
+                problems.append(f"op {rec.op_id} ({rec.label}): {exc.message}")
+                continue
+            with self._lock:
+                self._ops[op.op_id] = op
+                self._seen.setdefault(op.request.agent, {}).update(op.noted)
+            self._note_writes(op)
+        return problems
+
+    def _adopted(self, rec: OpRecord) -> _Op:
+        d = rec.detail
+        request = persist.request_from_json(rec.op_id, rec.agent, d["request"])
+        resolved = resolve(request, self.workspace, self.library)
+        op = _Op(request, resolved, persist.digests_from_json(d.get("observed")))
+        op.changes = {p: (rec.before[p], rec.after[p]) for p in rec.after if p in rec.before}
+        declared = set(file_paths(resolved.footprint.writes))
+        op.before = {p: pair[0] for p, pair in op.changes.items() if p in declared}
+        op.noted = persist.digests_from_json(d.get("noted"))
+        op.snap = persist.snapshot_from_json(d.get("snap"))
+        op.snap_after = persist.snapshot_from_json(d.get("snap_after"))
+        op.prepared, op.applied = bool(d.get("prepared")), bool(d.get("applied"))
+        op.ever_applied = bool(d.get("ever_applied"))
+        ran = d.get("tool")
+        if ran is not None and resolved.tool is not None:
+            root = render.workspace_root(self.workspace)
+            bound = render.bind_params(resolved.tool, resolved.params or {}, root)
+            op.tool_result = ToolResult(resolved.tool, bound, root, resolved.footprint.reads,
+                                        resolved.footprint.writes, int(ran["exit_status"]), "",
+                                        ran.get("command"), dict(ran.get("captures") or {}))
+        return op
+
+    def knows(self, op_id: int) -> bool:
+        return op_id in self._ops
+
+    def applied(self, op_id: int) -> bool:
+        """Whether the op's writes are in the workspace now (as far as this executor did)."""
+        return self._op(op_id).applied
+
+    def writes_of(self, op_id: int) -> dict[Key, Change]:
+        """The op's writes at its latest application, as the core counts them."""
+        return self._writes(self._op(op_id).changes)
+
     # -- forward ------------------------------------------------------------------------
 
     def prepare(self, op_id: int) -> None:
@@ -172,10 +227,11 @@ class WorkspaceExecutor:
         changes = self._observe(op, exit_status)
         if self.rebase_stale_writes:
             changes = self._rebase(op, changes)
-        self._settle(op, changes)
-        if op.effect is not None:
-            self.journal.end_effect(op.effect, f"exit {exit_status}")
-            op.effect = None
+        with self.journal.atomic():  # the op's new state and the effect's end, together
+            self._settle(op, changes)
+            if op.effect is not None:
+                self.journal.end_effect(op.effect, f"exit {exit_status}")
+                op.effect = None
         self._note_reads(op, {})
         return self._writes(changes)
 
@@ -237,7 +293,9 @@ class WorkspaceExecutor:
         else:
             self._put_back(op, op.changes, "before")
         op.applied = False
-        self.journal.end_effect(effect, "undone")
+        with self.journal.atomic():
+            self._journal_op(op)
+            self.journal.end_effect(effect, "undone")
 
     def redo(self, op_id: int, base_changed: bool) -> RedoResult:
         op = self._op(op_id)
@@ -249,7 +307,9 @@ class WorkspaceExecutor:
         effect = self._begin(op, "redo", {p: b for p, (b, _) in op.changes.items()})
         self._put_back(op, op.changes, "after")
         op.applied = True
-        self.journal.end_effect(effect, "restored")
+        with self.journal.atomic():
+            self._journal_op(op)
+            self.journal.end_effect(effect, "restored")
         return RedoResult(True, self._writes(op.changes))
 
     def _reapply(self, op: _Op) -> RedoResult:
@@ -264,8 +324,9 @@ class WorkspaceExecutor:
             self._put_back(op, changes, "before")
             self.journal.end_effect(effect, f"reverted: exit {status}")
             return RedoResult(False, reason=_reason(f"re-run failed (exit {status})", output))
-        self._settle(op, changes)
-        self.journal.end_effect(effect, "re-run")
+        with self.journal.atomic():
+            self._settle(op, changes)
+            self.journal.end_effect(effect, "re-run")
         return RedoResult(True, self._writes(changes))
 
     # -- three-way merge of a whole-file write ------------------------------------------
@@ -315,8 +376,9 @@ class WorkspaceExecutor:
         after = FileImage("file", digest=self.blobs.put(merged), mode=mode or _new_file_mode())
         effect = self._begin(op, "redo", {path: live})
         self.blobs.restore(self._path(path), after)
-        self._settle(op, {path: (live, after)})
-        self.journal.end_effect(effect, "merged")
+        with self.journal.atomic():
+            self._settle(op, {path: (live, after)})
+            self.journal.end_effect(effect, "merged")
         return RedoResult(True, self._writes(op.changes))
 
     # -- running ------------------------------------------------------------------------
@@ -467,6 +529,9 @@ class WorkspaceExecutor:
                 self.blobs, self.blobs.capture(self._path(path)))
         with self._lock:
             self._seen.setdefault(op.request.agent, {}).update(found)
+        if found and found != op.noted:  # a restarted daemon rebuilds the merge bases from it
+            op.noted = found
+            self._journal_op(op)
 
     def _note_writes(self, op: _Op) -> None:
         """An agent knows what it wrote to a file it had seen, or wrote whole."""
@@ -503,6 +568,7 @@ class WorkspaceExecutor:
             reads=tuple(sorted(map(str, fp.reads))), writes=tuple(sorted(map(str, fp.writes))),
             before={p: b for p, (b, _) in op.changes.items()},
             after={p: a for p, (_, a) in op.changes.items()},
+            detail=_detail(op),
         ))  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------
@@ -525,6 +591,20 @@ class WorkspaceExecutor:
     def _has_inverse_command(self, op: _Op) -> bool:
         result = op.tool_result
         return result is not None and result.ok and result.tool.inverse not in (SNAPSHOT, NONE)
+
+
+def _detail(op: _Op) -> dict[str, object]:
+    """What a restarted executor needs to take the op up again (see `persist`)."""
+    result = op.tool_result
+    return {
+        "request": persist.request_to_json(op.request),
+        "observed": persist.digests_to_json(op.observed),
+        "noted": persist.digests_to_json(op.noted),
+        "applied": op.applied, "ever_applied": op.ever_applied, "prepared": op.prepared,
+        "snap": persist.snapshot_to_json(op.snap), "snap_after": persist.snapshot_to_json(op.snap_after),
+        "tool": None if result is None else {"exit_status": result.exit_status, "command": result.command,
+                                             "captures": dict(result.captures)},
+    }  # fmt: skip
 
 
 def pre_run_snapshot(effect: int, snapshot: Snapshot, fp: Footprint) -> dict[str, object]:

@@ -8,7 +8,8 @@ holds every decision it ever reported. Tables:
              before-images needed to revert; `outcome` is set when the effect is over.
              An effect with no outcome is what `coagent recover` must finish or revert.
     ops      current state of each op (upserted): agent, rank, label, state, footprint,
-             before/after images
+             before/after images, and `detail`: what the executor needs to take the op
+             up again after a restart (its request, merge base, snapshots, applied)
     launch   the workspace at launch, path -> image, so `undo --all` is byte-exact
     meta     small key/value facts about the run (JSON values)
 
@@ -32,7 +33,7 @@ from typing import Any
 from coagent_cli.errors import JournalError
 from coagent_cli.journal.blobs import FileImage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: ops.detail
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -64,7 +65,8 @@ CREATE TABLE IF NOT EXISTS ops (
     writes     TEXT NOT NULL,
     before     TEXT NOT NULL,
     after      TEXT NOT NULL,
-    updated_ts REAL NOT NULL
+    updated_ts REAL NOT NULL,
+    detail     TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS launch (
     path  TEXT PRIMARY KEY,
@@ -113,6 +115,7 @@ class OpRecord:
     writes: tuple[str, ...] = ()
     before: dict[str, FileImage] = field(default_factory=dict)
     after: dict[str, FileImage] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)  # the executor's, JSON-ready
 
 
 class Journal:
@@ -234,16 +237,17 @@ class Journal:
 
     def upsert_op(self, op: OpRecord) -> None:
         sql = """INSERT INTO ops(op_id, agent, rank, label, state, reads, writes, before, after,
-                                 updated_ts)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 updated_ts, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT(op_id) DO UPDATE SET
                    agent=excluded.agent, rank=excluded.rank, label=excluded.label,
                    state=excluded.state, reads=excluded.reads, writes=excluded.writes,
-                   before=excluded.before, after=excluded.after, updated_ts=excluded.updated_ts"""
+                   before=excluded.before, after=excluded.after, updated_ts=excluded.updated_ts,
+                   detail=excluded.detail"""
         row = (
             op.op_id, op.agent, op.rank, op.label, op.state,
             _dump(list(op.reads)), _dump(list(op.writes)),
-            _dump_images(op.before), _dump_images(op.after), self._clock(),
+            _dump_images(op.before), _dump_images(op.after), self._clock(), _dump(op.detail),
         )  # fmt: skip
         with self.atomic():
             self._exec(sql, row)
@@ -265,7 +269,7 @@ class Journal:
         return self._ops("WHERE agent = ?", (agent,))
 
     def _ops(self, where: str, args: tuple[Any, ...] = ()) -> list[OpRecord]:
-        cols = "op_id, agent, rank, label, state, reads, writes, before, after"
+        cols = "op_id, agent, rank, label, state, reads, writes, before, after, detail"
         rows = self._query(f"SELECT {cols} FROM ops {where} ORDER BY op_id", args)
         return [_op_from_row(r) for r in rows]
 
@@ -335,6 +339,8 @@ def _prepare(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"journal schema {version} is newer than {SCHEMA_VERSION}")
     conn.executescript(_SCHEMA)
+    if version == 1:  # a journal of the first schema: ops had no detail column
+        conn.execute("ALTER TABLE ops ADD COLUMN detail TEXT NOT NULL DEFAULT '{}'")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
@@ -360,5 +366,5 @@ def _op_from_row(r: tuple[Any, ...]) -> OpRecord:
     return OpRecord(
         op_id=r[0], agent=r[1], rank=r[2], label=r[3], state=r[4],
         reads=tuple(json.loads(r[5])), writes=tuple(json.loads(r[6])),
-        before=_load_images(r[7]), after=_load_images(r[8]),
+        before=_load_images(r[7]), after=_load_images(r[8]), detail=json.loads(r[9]),
     )  # fmt: skip
