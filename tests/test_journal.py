@@ -89,6 +89,26 @@ def test_ops_are_upserted(journal: Journal) -> None:
         journal.set_op_state(8, "undone")
 
 
+def test_a_first_schema_journal_gains_op_details(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE ops (op_id INTEGER PRIMARY KEY, agent TEXT NOT NULL, rank INTEGER NOT NULL,
+            label TEXT NOT NULL, state TEXT NOT NULL, reads TEXT NOT NULL, writes TEXT NOT NULL,
+            before TEXT NOT NULL, after TEXT NOT NULL, updated_ts REAL NOT NULL);
+        INSERT INTO ops VALUES (1, 'a0', 0, 'echo', 'done', '[]', '[]', '{}', '{}', 1.0);
+        PRAGMA user_version=1;
+    """)
+    conn.close()
+    with Journal.open(path) as journal:
+        assert journal.pragma("user_version") == 2
+        assert journal.op(1).detail == {}  # an old row: nothing to take up after a restart
+        journal.upsert_op(OpRecord(2, "a0", 0, "x", "done", detail={"request": {"line": "x", "cwd": "/"}}))
+        assert journal.op(2).detail == {"request": {"line": "x", "cwd": "/"}}
+
+
 def test_launch_manifest_is_written_once(journal: Journal) -> None:
     assert journal.launch_manifest() is None
     journal.record_launch({})
