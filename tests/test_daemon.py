@@ -26,7 +26,7 @@ from coagent_cli.daemon.run import (
     serve_daemon,
     workspace_executor,
 )
-from coagent_cli.daemon.service import unified_diff
+from coagent_cli.daemon.journaling import unified_diff
 from coagent_cli.journal import Journal
 from test_daemon_support import SnapshotExecutor
 

@@ -181,16 +181,20 @@ def _py(code: str) -> str:
     return f'python3 -c "{code}"'
 
 
-# Each agent's result lies in its own paths (so the serial result does not depend on
-# the agents' order), but their footprints overlap: the raw python3 lines write `*`,
-# and the reads cross agents, so the controller undoes and redoes ops (re-running the
-# raw ones) while the daemon may be killed. The appends make a lost or doubled step show.
+# The agents append to one shared log.txt (through declared file writes and raw python3
+# lines that write `*`), so the serial result depends on their order, and their reads
+# cross: the controller undoes and redoes ops (re-running the raw ones) while the daemon
+# may be killed. After recover the journal says which steps are in effect (an op undone
+# for a reorder is redone by recover itself); the others (the step each agent was
+# running, and those it never got to) are issued again on a daemon started on the
+# recovered run, which must still order them under the later agents' old writes. A lost, doubled or
+# misordered step shows in log.txt.
 SCRIPTS = {
-    "a0": ["echo a0 >> a0.txt", _py("open('a0.txt','a').write('py0\\n')"), "cat a1.txt",
-           "mkdir -p d0/deep && echo z >> d0/deep/z.txt", "rm -f gone.txt", "echo a0-2 >> a0.txt"],
-    "a1": ["cat a0.txt", _py("open('a1.txt','a').write('py1\\n')"), "echo a1 >> a1.txt",
-           "rm -rf sub", _py("open('a1.txt','a').write('py1-2\\n')")],
-    "a2": ["echo a2 >> notes.md", "cat a0.txt", _py("import os; os.makedirs('d2', exist_ok=True); "
+    "a0": ["echo a0 >> log.txt", _py("open('log.txt','a').write('py0\\n')"), "cat a1.txt",
+           "mkdir -p d0/deep && echo z >> d0/deep/z.txt", "rm -f gone.txt", "echo a0-2 >> log.txt"],
+    "a1": ["cat log.txt", _py("open('log.txt','a').write('py1\\n')"), "echo a1 >> a1.txt",
+           "rm -rf sub", "echo a1-2 >> log.txt"],
+    "a2": ["echo a2 >> log.txt", "cat log.txt", _py("import os; os.makedirs('d2', exist_ok=True); "
                                                     "open('d2/x','a').write('x\\n')"),
            "echo a2-2 >> notes.md"],
 }
@@ -260,7 +264,8 @@ def kill_recover_finish(seed: int, expected: dict[str, object]) -> None:
                    kill=lambda: (time.sleep(rng.uniform(0.05, 0.6)), os.kill(info.pid, 9)))
         _wait_dead(info.pid)
         wait_for_orphans(ws)
-        recover(ws)
+        report = recover(ws)
+        assert report.problems == [], (seed, report.problems)
         left = remaining_steps(ws)
         info = start_detached(DaemonSettings(ws, "mtpo", []))  # the run continues
         run_agents(info.socket, tokens, ws, left, seed + 1000, finish=True)

@@ -199,6 +199,12 @@ def format_event(event: Any) -> str:
 
 
 def _detail(event: Any) -> str:
+    text = _what(event)
+    by_recover = event.payload.get("recovered")
+    return f"{text} [recover: {by_recover}]".lstrip() if isinstance(by_recover, str) else text
+
+
+def _what(event: Any) -> str:
     p = event.payload
     if event.kind == "op_requested":
         op = p.get("op", {})
@@ -217,6 +223,8 @@ def _detail(event: Any) -> str:
         return "base changed" if p.get("base_changed") else "base unchanged"
     if event.kind == "retract_requested":
         return "retract ops " + ", ".join(map(str, p.get("op_ids", [])))
+    if event.kind == "recovered":
+        return "; ".join(f"{len(p.get(k) or [])} {k}" for k in ("reverted", "finished", "problems"))
     return ""
 
 
@@ -230,8 +238,10 @@ def _keys(keys: Any) -> str:
 
 @one_line_errors
 def recover_cmd(workspace: Path = WorkspaceOpt) -> None:
-    """After a crash: revert every effect left half-done, so the workspace matches the
-    journal's completed ops. `coagent daemon start` then continues the run."""
+    """After a crash: revert every effect left half-done, then finish what the dead
+    daemon had under way (an op undone for a reorder is redone), so the workspace holds
+    every op the journal says is applied, in rank order. `coagent daemon start` then
+    continues the run with the same agents and order."""
     from coagent_cli.daemon.run import recover
 
     report = recover(workspace)
@@ -239,7 +249,11 @@ def recover_cmd(workspace: Path = WorkspaceOpt) -> None:
         typer.echo(f"reverted {line}")
     for line in report.unrevertable:
         typer.echo(f"could not revert {line} (no images); `coagent undo --all` restores the launch state")
-    if not report.reverted and not report.unrevertable:
+    for line in report.finished:
+        typer.echo(f"finished {line}")
+    for line in report.problems:
+        typer.echo(f"warning: {line}")
+    if not (report.reverted or report.unrevertable or report.finished or report.problems):
         typer.echo("nothing to recover: every journaled effect had finished")
     if report.state_before == "running":
         typer.echo("the run can be continued with `coagent daemon start`")

@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import importlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -46,7 +47,10 @@ from coagent_cli.journal import BlobStore, Effect, FileImage, Journal
 from coagent_cli.workspace.paths import STATE_DIR_NAME
 
 if TYPE_CHECKING:
+    from coagent_cli.daemon.resume import Resumed
     from coagent_cli.workspace import Snapshotter
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "RunPaths", "DaemonSettings", "Tokens", "DaemonInfo", "paths_for", "serve_daemon",
@@ -207,8 +211,10 @@ async def serve_daemon(settings: DaemonSettings, *, on_ready: Callable[[DaemonIn
         hub = EventHub()
         config = ServiceConfig(paths.workspace, dict(tokens.agents), tokens.admin, tokens.monitor,
                                settings.cc, settings.orphan_grace)
-        service = DaemonService(config, make_controller(settings.cc), executor, journal, hub)
-        await service.start()
+        resumed = await asyncio.to_thread(_resumed, journal, settings.cc, executor)
+        controller = resumed.core if resumed is not None else make_controller(settings.cc)
+        service = DaemonService(config, controller, executor, journal, hub)
+        await service.start(resumed)
         async with Server(paths.socket, service, hub=hub) as server:
             info = DaemonInfo(os.getpid(), str(paths.socket), settings.cc, list(tokens.agents), time.time())
             _write_info(paths, info)
@@ -221,12 +227,32 @@ async def serve_daemon(settings: DaemonSettings, *, on_ready: Callable[[DaemonIn
         await asyncio.to_thread(_close_run, journal, service.quiescent)
     except BaseException:
         if not ready:  # nobody was served: nothing to recover, the run simply did not start
-            await asyncio.to_thread(_close_run, journal, False)
+            await asyncio.to_thread(_not_started, journal)
         raise
     finally:
         journal.close()
         for leftover in (paths.info, paths.pidfile):
             leftover.unlink(missing_ok=True)
+
+
+def _resumed(journal: Journal, cc: str, executor: Any) -> "Resumed | None":
+    """On a continued run: the controller rebuilt from the journal (daemon.resume), with
+    the executor's ops taken up; None on a new run, or one that cannot be replayed."""
+    from coagent_cli.daemon.resume import rebuild
+
+    if journal.get_meta("continued") is None:
+        return None
+    try:
+        resumed = rebuild(journal, cc, executor if hasattr(executor, "adopt") else None)
+    except CoagentError as exc:  # the journal does not rebuild: go on with a fresh controller
+        log.warning("the run's controller could not be rebuilt (%s); its earlier ops are "
+                    "settled history from now on", exc)
+        journal.record("rebuild_failed", {"error": str(exc)})
+        return None
+    for problem in resumed.problems if resumed is not None else ():
+        log.warning("not taken up: %s", problem)
+        journal.record("not_taken_up", {"problem": problem})
+    return resumed
 
 
 def _open_run(paths: RunPaths, settings: DaemonSettings) -> tuple[Journal, Tokens]:
@@ -248,6 +274,7 @@ def _open_run(paths: RunPaths, settings: DaemonSettings) -> tuple[Journal, Token
             raise UsageError("a recovered run continues with its own agents "
                              f"({', '.join(tokens.agents)}); undo --all to start over", code="agents_differ")
         settings.cc = journal.get_meta("cc") or settings.cc
+        journal.set_meta("continued", True)
     else:
         tokens = Tokens.issue(settings.agents)
         journal.record_launch(capture_manifest(paths.workspace, BlobStore(paths.blobs)))
@@ -258,6 +285,16 @@ def _open_run(paths: RunPaths, settings: DaemonSettings) -> tuple[Journal, Token
     journal.set_meta("run_state", _RUNNING)
     journal.record("daemon_started", {"pid": os.getpid(), "cc": settings.cc, "agents": list(tokens.agents)})
     return journal, tokens
+
+
+def _not_started(journal: Journal) -> None:
+    """A daemon that failed before it served anyone: a new run simply did not start; a
+    continued one stays recovered, to be continued again."""
+    if journal.get_meta("continued") is None:
+        _close_run(journal, False)
+        return
+    journal.record("daemon_stopped", {"quiescent": False, "started": False})
+    journal.set_meta("run_state", _RECOVERED)
 
 
 def _close_run(journal: Journal, quiescent: bool) -> None:
@@ -422,15 +459,19 @@ def _serve_main(settings: DaemonSettings, ready: Callable[[DaemonInfo], None] | 
 class RecoveryReport:
     reverted: list[str] = field(default_factory=list)   # "op 3 undo: a.txt, b.txt"
     unrevertable: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)   # interrupted sequences carried on
+    problems: list[str] = field(default_factory=list)   # what could not be taken up
     state_before: str | None = None
 
 
 def recover(workspace: Path) -> RecoveryReport:
-    """After a crash: revert every effect begun and never ended, newest first; mark the
-    run recovered. An effect is reverted from the before-images journaled with it and,
-    for a raw command cut off mid-run (whose before-images were unknown when it began),
-    from its pre-run snapshot: every path the op may write that differs between that
-    snapshot and the live tree is put back as the snapshot had it."""
+    """After a crash: revert every effect begun and never ended, newest first; then
+    rebuild the dead daemon's controller from the journal and finish the sequences it
+    had under way (an op undone and waiting for its redo is redone: daemon.resume);
+    mark the run recovered. An effect is reverted from the before-images journaled with
+    it and, for a raw command cut off mid-run (whose before-images were unknown when it
+    began), from its pre-run snapshot: every path the op may write that differs between
+    that snapshot and the live tree is put back as the snapshot had it."""
     paths = paths_for(workspace)
     if daemon_info(paths) is not None:
         raise UsageError("the daemon is running; stop it first (coagent daemon stop)", code="daemon_running")
@@ -449,12 +490,33 @@ def recover(workspace: Path) -> RecoveryReport:
         for effect in reversed(effects):
             _revert_effect(paths.workspace, blobs, snapshots, effect, pre_run.get(effect.id), report)
             journal.end_effect(effect.id, "reverted by recover")
-        journal.record("recovered", {"reverted": report.reverted, "unrevertable": report.unrevertable})
+        _take_up(paths, journal, report)
+        journal.record("recovered", {"reverted": report.reverted, "unrevertable": report.unrevertable,
+                                     "finished": report.finished, "problems": report.problems})
         if report.state_before == _RUNNING:
             journal.set_meta("run_state", _RECOVERED)
     for leftover in (paths.info, paths.pidfile):
         leftover.unlink(missing_ok=True)
     return report
+
+
+def _take_up(paths: RunPaths, journal: Journal, report: RecoveryReport) -> None:
+    """Finish what the dead daemon had under way (daemon.resume); say why not if not."""
+    from coagent_cli.daemon.resume import finish_interrupted, rebuild
+
+    cc = journal.get_meta("cc") or "mtpo"
+    try:
+        executor = workspace_executor(paths.workspace, paths.state, journal=journal, blobs=BlobStore(paths.blobs))
+        executor.rebase_stale_writes = cc == "mtpo"
+        resumed = rebuild(journal, cc, executor)
+        if resumed is None:
+            report.problems.append("the journal predates replayable records: sequences under way "
+                                   "were not finished (the tree holds what had completed)")
+            return
+        report.problems += [f"not taken up: {p}" for p in resumed.problems]
+        report.finished += finish_interrupted(journal, resumed, executor)
+    except CoagentError as exc:
+        report.problems.append(f"could not finish what was under way: {exc.message}")
 
 
 def _kill_leftovers(journal: Journal, ops: set[int | None]) -> list[str]:

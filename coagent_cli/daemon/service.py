@@ -43,18 +43,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import difflib
 import logging
-import re
 import secrets
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from coagent_cli.core.engine import Engine
 from coagent_cli.core.keys import Key
 from coagent_cli.core import model as core
 from coagent_cli.daemon import wire
+from coagent_cli.daemon.journaling import record_feed, wire_notice
 from coagent_cli.daemon.library import LibraryChange, LibraryFeed
 from coagent_cli.daemon.transport import Connection, EventHub
 from coagent_cli.errors import CoagentError, ExecutionError, ProtocolError, UsageError, WireError
@@ -68,15 +67,17 @@ from coagent_cli.executor.protocol import (
 )
 from coagent_cli.journal import Journal
 
+if TYPE_CHECKING:
+    from coagent_cli.daemon.resume import Resumed
+
 log = logging.getLogger(__name__)
 
-__all__ = ["DaemonService", "ServiceConfig", "BAD_TOKEN", "UNKNOWN_OP", "plain"]
+__all__ = ["DaemonService", "ServiceConfig", "BAD_TOKEN", "UNKNOWN_OP"]
 
 BAD_TOKEN = "bad_token"
 UNKNOWN_OP = "unknown_op"
 NOT_GRANTED = "not_granted"
 UNKNOWN_AGENT = "unknown_agent"
-DIFF_CAP = 8 * 1024
 _RECENT_OPS = 50   # ops a snapshot shows
 _KEPT_OPS = 5000   # ops kept in memory for status and routing
 
@@ -151,15 +152,33 @@ class DaemonService:
 
     # ---------------------------------------------------------------- lifecycle
 
-    async def start(self) -> None:
-        """Register the agents with the core, in rank order (journaled)."""
+    async def start(self, resumed: "Resumed | None" = None) -> None:
+        """Register the agents with the core, in rank order (journaled). A continued run
+        comes `resumed` (daemon.resume): its controller already knows the agents; their
+        finished state and pending notices are taken from it, and the effects it still
+        had under way are performed now."""
         self.started_at = time.time()
         start = await asyncio.to_thread(self.journal.get_meta, "next_op_id")
         self._next_id = int(start or 0)  # a continued run goes on numbering its ops
-        for agent in self.agents.values():
-            await self._feed(core.AgentRegistered(agent.name, agent.rank))
+        if resumed is None:
+            for agent in self.agents.values():
+                await self._feed(core.AgentRegistered(agent.name, agent.rank))
+        else:
+            await asyncio.to_thread(self._take_up_agents)
+            for effect in list(resumed.replay.pending.values()):
+                self._spawn(self._perform(effect))
         if self.library is not None and self.config.watch_library:
             await self.library.start()
+
+    def _take_up_agents(self) -> None:
+        for agent in self.agents.values():
+            state = self.core.agents.get(agent.name)
+            if state is None:
+                raise UsageError(f"agent {agent.name!r} is not in the run's journal", code="agents_differ")
+            if state.status in ("finished", "settled"):
+                agent.state = "finished"
+            agent.inbox = {n.notice_id: wire_notice(n, self.executor.content) for n in state.inbox.values()}
+            agent.ops = state.steps
 
     async def drain(self, timeout: float = 10.0) -> None:
         """At shutdown: stop watching the tool library, wait for background effects."""
@@ -449,17 +468,10 @@ class DaemonService:
     def _record(self, event: core.Event, actions: list[core.Action], snap: dict[str, Any],
                 extra: Mapping[str, Any]) -> dict[int, wire.Notice]:
         """Worker thread: build notices (diffs read stored versions) and journal it all."""
-        notices = {a.notice.notice_id: self._wire_notice(a.notice)
+        notices = {a.notice.notice_id: wire_notice(a.notice, self.executor.content)
                    for a in actions if isinstance(a, core.Notify)}
-        with self.journal.atomic():
-            _journal_item(self.journal, event, dict(extra))
-            for a in actions:
-                more = {}
-                if isinstance(a, core.Notify):
-                    more = {"diff": notices[a.notice.notice_id].diff}
-                _journal_item(self.journal, a, more)
-            self.journal.set_meta("core", snap)
-            self.journal.set_meta("next_op_id", self._next_id)
+        record_feed(self.journal, event, actions, extra=extra, notices=notices, snapshot=snap,
+                    next_op_id=self._next_id)
         return notices
 
     def _apply(self, actions: list[core.Action], notices: Mapping[int, wire.Notice]) -> list[core.Action]:
@@ -497,11 +509,12 @@ class DaemonService:
                                f"failed: {exc}")
 
     async def _execute(self, a: core.Execute) -> None:
-        op = self.ops[a.op_id]
+        op = self.ops.get(a.op_id)
+        if op is None or op.orphan:  # nobody will run it (or asked a daemon now dead): a no-op
+            await self._feed(core.OpExecuted(a.op_id, {}), abandoned=True)
+            return
         op.state = "running"
-        if op.orphan:  # nobody will run it: complete it as a no-op
-            await self._feed(core.OpExecuted(op.op_id, {}), abandoned=True)
-        elif a.shadowed:
+        if a.shadowed:
             writes = await asyncio.to_thread(self.executor.shadow, op.op_id)
             op.result, op.reply = RunResult(0), "skip"  # hidden by a later overwrite: do not run
             await self._feed(core.OpExecuted(op.op_id, writes), shadowed=True)
@@ -538,8 +551,8 @@ class DaemonService:
                          exit_status=op.result.exit_status)
 
     async def _serve(self, a: core.ServeRead) -> None:
-        op = self.ops[a.op_id]
-        if not op.orphan:
+        op = self.ops.get(a.op_id)
+        if op is not None and not op.orphan:
             op.result = await asyncio.to_thread(self.executor.serve, op.op_id, a.sources)
         await self._feed(core.OpExecuted(op.op_id, {}), served={str(k): v for k, v in a.sources.items()})
 
@@ -659,20 +672,6 @@ class DaemonService:
         if agent.state == "waiting":
             agent.state = "running"
 
-    def _wire_notice(self, n: core.Notice) -> wire.Notice:
-        return wire.Notice(id=n.notice_id, key=str(n.key), kind=n.kind, by=n.by, detail=n.detail,
-                           diff=self._diff(n), steps=[s for s in n.steps if s >= 1])
-
-    def _diff(self, n: core.Notice) -> str | None:
-        if n.key.scheme != "file":
-            return None
-        try:
-            old = self.executor.content(n.old) if n.old else b""
-            new = self.executor.content(n.new) if n.new else b""
-        except CoagentError:
-            return None
-        return unified_diff(old or b"", new or b"", n.key.name)
-
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -731,50 +730,3 @@ def _summary(action: ShellCommand | ToolCall) -> str:
 
 def _status(code: int) -> int:
     return code if 0 <= code <= 255 else 255
-
-
-def unified_diff(old: bytes, new: bytes, path: str, cap: int = DIFF_CAP) -> str | None:
-    """The change from old to new as a unified diff, capped at `cap` bytes; None for
-    content that is not UTF-8 text."""
-    try:
-        a, b = old.decode(), new.decode()
-    except UnicodeDecodeError:
-        return None
-    lines = difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
-                                 f"a/{path}", f"b/{path}")
-    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-                   for line in lines)
-    if len(text.encode()) <= cap:
-        return text
-    cut = text.encode()[:cap].decode(errors="ignore")
-    return cut[: cut.rfind("\n") + 1] + f"... (diff truncated at {cap} bytes)\n"
-
-
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def plain(value: Any) -> Any:
-    """A core event or action as JSON-ready data (keys as strings, sets sorted)."""
-    if isinstance(value, Key):
-        return str(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (frozenset, set)):
-        return sorted(plain(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
-def _journal_item(journal: Journal, item: Any, extra: dict[str, Any]) -> None:
-    kind = _CAMEL.sub("_", type(item).__name__).lower()
-    payload = plain(item)
-    spec = getattr(item, "op", None)
-    notice = getattr(item, "notice", None)
-    agent = getattr(item, "agent", None) or getattr(spec, "agent", None) or getattr(notice, "agent", None)
-    op_id = getattr(item, "op_id", None) or getattr(spec, "op_id", None)
-    payload.update({k: v for k, v in extra.items() if v is not None})
-    journal.record(kind, payload, agent=agent if isinstance(agent, str) else None,
-                   op_id=op_id if isinstance(op_id, int) else None)
