@@ -160,10 +160,10 @@ class DaemonService:
         self.started_at = time.time()
         start = await asyncio.to_thread(self.journal.get_meta, "next_op_id")
         self._next_id = int(start or 0)  # a continued run goes on numbering its ops
-        if resumed is None:
-            for agent in self.agents.values():
+        for agent in self.agents.values():  # all of them, or those a crash cut off from it
+            if agent.name not in self.core.agents:
                 await self._feed(core.AgentRegistered(agent.name, agent.rank))
-        else:
+        if resumed is not None:
             await asyncio.to_thread(self._take_up_agents)
             for effect in list(resumed.replay.pending.values()):
                 self._spawn(self._perform(effect))
@@ -172,9 +172,7 @@ class DaemonService:
 
     def _take_up_agents(self) -> None:
         for agent in self.agents.values():
-            state = self.core.agents.get(agent.name)
-            if state is None:
-                raise UsageError(f"agent {agent.name!r} is not in the run's journal", code="agents_differ")
+            state = self.core.agents[agent.name]
             if state.status in ("finished", "settled"):
                 agent.state = "finished"
             agent.inbox = {n.notice_id: wire_notice(n, self.executor.content) for n in state.inbox.values()}
