@@ -65,6 +65,18 @@ class OpBook:
         return taken
 
 
+@dataclass(frozen=True)
+class TakenUp:
+    """An agent of a recovered run, as it was before the crash (run.continuation)."""
+
+    messages: list[Message]               # its conversation, every tool call answered
+    events: list[dict[str, Any]]          # its trajectory
+    steps: int                            # model turns taken
+    standing: tuple[int, ...]             # ops of its calls that stand
+    rolled_back: tuple[int, ...]          # ops of its calls that recover rolled back
+    note: str                             # what it is told about the crash
+
+
 @runtime_checkable
 class OpAware(Protocol):
     def bind_ops(self, book: OpBook) -> None: ...
@@ -73,7 +85,7 @@ class OpAware(Protocol):
 class Agent:
     def __init__(self, name: str, task: str, *, model: Model, env: Environment,
                  config: AgentConfig | None = None, clock: Clock | None = None,
-                 trajectory: Trajectory | None = None) -> None:
+                 trajectory: Trajectory | None = None, taken_up: "TakenUp | None" = None) -> None:
         self.name, self.task = name, task
         self.model, self.env = model, env
         self.config = config or AgentConfig()
@@ -89,8 +101,24 @@ class Agent:
         self._tools_version: int | None = None
         self._step_refs: dict[int, prompts.StepRef] = {}  # env op id -> the step that ran it
         self._book = _bind(model, env)
-        self._append({"role": "system", "content": prompts.system_prompt(name)})
-        self._append({"role": "user", "content": task})
+        if taken_up is None:
+            self._append({"role": "system", "content": prompts.system_prompt(name)})
+            self._append({"role": "user", "content": task})
+        else:
+            self._take_up(taken_up)
+
+    def _take_up(self, t: "TakenUp") -> None:
+        """Continue where a crashed run left off: its trajectory is carried over, its
+        conversation and turns restored, a model that keeps its own place (the scripted
+        one) replays the trajectory, and the note says what the crash undid."""
+        self.trajectory.carry_over(t.events)
+        self.messages = [dict(m) for m in t.messages]
+        self.steps = t.steps
+        take_up = getattr(self.model, "take_up", None)
+        if callable(take_up):
+            take_up(list(t.events), list(t.standing), list(t.rolled_back))
+        self._record("taken_up", steps=t.steps, standing=list(t.standing))
+        self._append({"role": "user", "content": t.note})
 
     def run(self) -> AgentResult:
         started = self.clock.now()

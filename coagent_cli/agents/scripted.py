@@ -45,6 +45,7 @@ from coagent_cli.agents.config import SCRIPTED, Script, ScriptStep, ToolStep
 from coagent_cli.agents.environment import Notice, ToolSchema
 from coagent_cli.agents.models import Message, ModelReply, ToolCall, Usage
 from coagent_cli.agents.prompts import notice_keys
+from coagent_cli.errors import ExecutionError
 
 if TYPE_CHECKING:
     from coagent_cli.agents.loop import OpBook  # the loop imports models, which imports us
@@ -56,6 +57,16 @@ CHARS_PER_TOKEN = 4
 class _Pending:
     step: ScriptStep
     index: int | None  # position in the script; None for a repair's re-read
+
+
+class _NoWait:
+    """A clock whose sleep returns at once (replaying a trajectory)."""
+
+    def now(self) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        return None
 
 
 class ScriptedModel:
@@ -72,6 +83,7 @@ class ScriptedModel:
         self._book: OpBook | None = None
         self._seen = 0  # messages already scanned for notices
         self._calls = 0
+        self._last: _Pending | None = None  # the step of the latest call
 
     def bind_ops(self, book: "OpBook") -> None:
         self._book = book
@@ -84,6 +96,7 @@ class ScriptedModel:
                 self.clock.sleep(item.step.think)
                 continue
             call = self._call(item.step)
+            self._last = item
             if item.index is not None:
                 self._played.append(item.index)
                 self._trail.append((item.index, call.id))
@@ -92,6 +105,65 @@ class ScriptedModel:
 
     def close(self) -> None:
         return None
+
+    def take_up(self, events: list[dict[str, Any]], standing: list[int], rolled_back: list[int]) -> None:
+        """Continue a run recovered after a crash. The model is deterministic, so it
+        replays its own trajectory (the notices it was given, the calls it made, the op
+        of each) without touching anything, to reach the place it was at; then every
+        call the crash undid is queued again, first: its op was rolled back by recover,
+        or it has no op and no standing op of `standing` accounts for it (it never ran).
+        Raises ExecutionError when the trajectory is not this script's."""
+        book = self._book
+        if book is None:
+            raise ExecutionError("take_up needs the loop's OpBook", code="cannot_take_up")
+        clock, retract, self.clock = self.clock, book.retract, _NoWait()
+        book.retract = None if retract is None else (lambda ops: None)
+        issued: dict[str, _Pending] = {}
+        offered: list[ToolSchema] = []
+        try:
+            for e in events:
+                if e.get("event") == "tools":  # what the loop offered from then on
+                    offered = [ToolSchema(str(n), "", {}) for n in e.get("names", [])]
+                self._replay_one(e, book, issued, offered)
+        finally:
+            self.clock, book.retract = clock, retract
+        known = set(book.ops.values())
+        extra = [o for o in standing if o not in known]  # an op whose result the crash cut off
+        undone = set(rolled_back)
+        again: list[_Pending] = []
+        for call_id, item in issued.items():
+            op = book.ops.get(call_id)
+            if op is None and extra:
+                book.ops[call_id] = extra.pop(0)
+            elif op is None or op in undone:
+                again.append(item)
+                self._trail = [(i, c) for i, c in self._trail if c != call_id]
+        self._queue.extendleft(reversed(again))
+
+    def _replay_one(self, e: dict[str, Any], book: "OpBook", issued: dict[str, "_Pending"],
+                    offered: list[ToolSchema]) -> None:
+        if e.get("event") == "notice":
+            book.notices.append(Notice(e["key"], e["by"], e.get("kind", "stale_read"), e.get("detail", ""),
+                                       e.get("diff"), tuple(e.get("steps", ()))))
+            return
+        message = e.get("message") if e.get("event") == "message" else None
+        if not isinstance(message, dict):
+            return
+        if message.get("role") == "tool" and e.get("op_id") is not None:
+            book.ops[str(message.get("tool_call_id"))] = int(e["op_id"])
+        if message.get("role") != "assistant":
+            return
+        reply = self.query([], offered)
+        recorded = message.get("tool_calls") or []
+        made = [(c.id, c.name, c.arguments) for c in reply.tool_calls]
+        wanted = [(c.get("id"), c.get("function", {}).get("name"), c.get("function", {}).get("arguments"))
+                  for c in recorded]
+        if made != wanted:
+            raise ExecutionError(f"the trajectory is not this script's (replayed {made}, recorded {wanted})",
+                                 code="cannot_take_up")
+        for call_id, _, _ in made:
+            assert self._last is not None
+            issued[call_id] = self._last
 
     def _take_notices(self, messages: list[Message], offered: set[str]) -> None:
         fresh, self._seen = messages[self._seen:], len(messages)

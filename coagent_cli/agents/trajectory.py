@@ -27,6 +27,12 @@ class Trajectory:
         if self.path is not None:
             self._append(json.dumps(line, default=str))
 
+    def carry_over(self, events: list[dict[str, Any]]) -> None:
+        """Start with an earlier trajectory's events (a run continued after a crash)."""
+        self.events.extend(events)
+        if self.path is not None and events:
+            self._append("\n".join(json.dumps(e, default=str) for e in events))
+
     def _append(self, text: str) -> None:
         assert self.path is not None
         try:

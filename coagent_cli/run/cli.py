@@ -69,7 +69,9 @@ def run_cmd(
     time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="Stop the run after SECONDS."),
     no_live: bool = typer.Option(False, "--no-live", help="Plain lines instead of the live dashboard."),
 ) -> None:
-    """Run agents at once on one workspace, serializable in rank order."""
+    """Run agents at once on one workspace, serializable in rank order. On a workspace
+    whose last run crashed and was recovered (`coagent recover`), continue that run where
+    it was instead of starting over."""
     console = Console(highlight=False)
     try:
         plan = build_plan(plan_file, list(task), workspace=workspace, cc=cc, model=model, base_url=base_url)

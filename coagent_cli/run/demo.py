@@ -34,7 +34,8 @@ from coagent_cli.run.launcher import RunOptions, View, run_plan
 from coagent_cli.run.plan import Plan, parse_plan
 from coagent_cli.run.report import RunReport, report_table
 
-__all__ = ["DemoResult", "run_demo", "demo_plan", "make_sample_repo", "tree_digest", "compare_trees"]
+__all__ = ["DemoResult", "run_demo", "demo_plan", "demo_plan_data", "make_sample_repo", "tree_digest",
+           "compare_trees"]
 
 IGNORED = (".git", ".coagent")
 
@@ -66,6 +67,11 @@ def _replace(path: str, old: str, new: str) -> dict[str, Any]:
 
 def demo_plan(think: float = 1.0) -> Plan:
     """The three agents; every think time is a multiple of `think` seconds."""
+    return parse_plan(demo_plan_data(think), "the demo plan")
+
+
+def demo_plan_data(think: float = 1.0) -> dict[str, Any]:
+    """The demo plan as a plan file holds it (JSON-ready)."""
     t = think
     alice = [{"tool": {"name": "read_file", "params": {"path": "src/app.py"}}},
              {"think": 2.5 * t},
@@ -92,7 +98,7 @@ def demo_plan(think: float = 1.0) -> Plan:
         {"name": "carol", "task": "Show the app's version in the README.",
          "script": {"steps": carol, "repair_think": 0.2 * t}},
     ]
-    return parse_plan({"agents": agents, "model": "scripted"}, "the demo plan")
+    return {"agents": agents, "model": "scripted"}
 
 
 def make_sample_repo(root: Path) -> Path:

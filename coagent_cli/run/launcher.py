@@ -16,6 +16,12 @@ external: the command again with COAGENT_RESUME=1); `restart` (2pl/occ aborts) s
 again from scratch once its current run has ended. A status poll backs the stream up: an
 agent the supervisor holds finished but the daemon holds running is resumed.
 
+On a workspace whose last run was recovered after a crash (`coagent recover`), the run
+continues (run.continuation): the daemon rebuilds its controller from the journal, agents
+it holds finished stay finished, built-in agents get their conversation back (the scripted
+model replays its trajectory to its place) with a note on what the crash rolled back, and
+external agents are launched again with COAGENT_CONTINUED=1.
+
 Under `serial` the daemon admits a later agent only once the earlier ones finished, so
 the supervisor launches them one after another. The run ends at quiescence (every agent
 finished, no notice undelivered: the daemon's word), when no agent can go on (one failed),
@@ -44,6 +50,7 @@ from coagent_cli.daemon.run import DaemonInfo, DaemonSettings, Tokens, paths_for
 from coagent_cli.errors import CoagentError, ExecutionError
 from coagent_cli.journal import Journal
 from coagent_cli.run.environment import AgentAddress, DaemonEnvironment
+from coagent_cli.run.continuation import RUN_DIR_META, AgentHistory, load_histories
 from coagent_cli.run.plan import BuiltinAgent, ExternalAgent, Plan
 from coagent_cli.run.report import AgentReport, RunReport
 
@@ -162,6 +169,7 @@ class Slot:
         self.report = AgentReport(entry.name, rank, "external" if isinstance(entry, ExternalAgent) else "builtin")
         self.first_launch: float | None = None
         self.last_stop: float | None = None
+        self.history: AgentHistory | None = None  # continuing a recovered run: what it had done
 
     @property
     def name(self) -> str:
@@ -179,6 +187,10 @@ class BuiltinRunner:
         self.env: DaemonEnvironment | None = None
         self._spent: list[tuple[Agent, DaemonEnvironment]] = []  # earlier (restarted) runs
 
+    @property
+    def ready(self) -> bool:
+        return self.agent is not None
+
     def fresh(self) -> None:
         if self.agent is not None and self.env is not None:
             self.env.close()
@@ -187,8 +199,12 @@ class BuiltinRunner:
         self.env = DaemonEnvironment(self.slot.address, self.launcher.workspace)
         model = make_model(self.config.model, clock=clock, retry=self.config.retry)
         trajectory = Trajectory(self.launcher.run_dir, self.entry.name)
-        self.agent = Agent(self.entry.name, self.entry.task, model=model, env=self.env,
-                           config=self.config, clock=clock, trajectory=trajectory)
+        history, self.slot.history = self.slot.history, None  # taken up once, not on a restart
+        taken_up = history.taken_up() if history is not None else None
+        task = self.entry.task if history is None or taken_up is not None else \
+            f"{self.entry.task}\n\n{history.note()}"
+        self.agent = Agent(self.entry.name, task, model=model, env=self.env, config=self.config,
+                           clock=clock, trajectory=trajectory, taken_up=taken_up)
 
     def run(self, resume: bool) -> Outcome:
         """Blocking: one run (or resume) until the daemon accepts its finish."""
@@ -228,6 +244,8 @@ class ExternalRunner:
         assert isinstance(slot.entry, ExternalAgent)
         self.slot, self.entry, self.launcher = slot, slot.entry, launcher
         self.process: asyncio.subprocess.Process | None = None
+        self.ready = True
+        self.continued = False  # launched once with COAGENT_CONTINUED=1
 
     def fresh(self) -> None:
         return None
@@ -255,6 +273,10 @@ class ExternalRunner:
         env["PATH"] = os.pathsep.join([str(shims), path]) if shims is not None else path
         if resume:
             env["COAGENT_RESUME"] = "1"
+        env.pop("COAGENT_CONTINUED", None)
+        if self.slot.history is not None and not self.continued:
+            env["COAGENT_CONTINUED"] = "1"  # a recovered run: it was here before the crash
+            self.continued = True
         return env
 
     def _finish(self) -> Outcome:
@@ -356,13 +378,18 @@ class Launcher:
     def run(self) -> RunReport:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         names = [a.name for a in self.plan.agents]
+        journal = paths_for(self.workspace, self.options.socket).journal
+        continuing = recovered(journal)
         daemon = DaemonThread(DaemonSettings(self.workspace, self.cc, names, self.options.socket))
         self._started = time.monotonic()
         info = daemon.start()
         tokens = Tokens.load(paths_for(self.workspace, self.options.socket).tokens)
         report = RunReport(self.run_id, str(self.workspace), self.cc, [], run_dir=str(self.run_dir))
         try:
+            histories = self._histories(journal, names, continuing)
             self._make_slots(info, tokens)
+            if continuing:
+                self._take_up(info, tokens, histories)
             report.quiescent, report.time_limit_hit = asyncio.run(self._supervise(info, tokens))
         finally:
             self.stopped.set()
@@ -373,6 +400,29 @@ class Launcher:
         self._finish_report(report)
         report.write_json(self.run_dir / "report.json")
         return report
+
+    def _histories(self, journal: Path, names: list[str], continuing: bool) -> dict[str, AgentHistory]:
+        """What each agent had done, when continuing; then this launcher's run directory
+        goes into the journal, for the next continuation."""
+        with Journal.open(journal) as j:
+            histories = load_histories(j, names) if continuing else {}
+            j.set_meta(RUN_DIR_META, str(self.run_dir))
+        return histories
+
+    def _take_up(self, info: DaemonInfo, tokens: Tokens, histories: dict[str, AgentHistory]) -> None:
+        """A recovered run goes on: agents the daemon holds finished stay so (a notice
+        relaunches them as usual); the others are taken up where they were."""
+        with Client(info.socket, timeout=30) as admin:
+            admin.hello(token=tokens.admin, role="admin")
+            states = {a["name"]: a["state"] for a in admin.status()["snapshot"]["agents"]}
+        for slot in self.slots:
+            slot.history = histories.get(slot.name)
+            if states.get(slot.name) == "finished":
+                slot.state = "finished"
+        if self.options.console is not None and self.options.view != "none":
+            self.options.console.print("coagent: continuing the recovered run "
+                                       f"({sum(len(h.ops) for h in histories.values())} ops stand)",
+                                       markup=False)
 
     def _make_slots(self, info: DaemonInfo, tokens: Tokens) -> None:
         for rank, entry in enumerate(self.plan.agents):
@@ -482,7 +532,7 @@ class Launcher:
         slot.state = "running"
         slot.first_launch = slot.first_launch or time.monotonic()
         runner = self.runners[slot.name]
-        if fresh:
+        if fresh or not runner.ready:  # a finished agent of a recovered run, resumed
             runner.fresh()
         if isinstance(runner, BuiltinRunner):
             slot.task = asyncio.ensure_future(in_thread(runner.run, resume, name=f"coagent-agent-{slot.name}"))
@@ -552,6 +602,14 @@ class Launcher:
             self.runners[slot.name].fill(r)
             report.agents.append(r)
         report.daemon_failures = counts.get("", {}).get("failures", [])  # type: ignore[assignment]
+
+
+def recovered(journal: Path) -> bool:
+    """Whether the workspace's last run was recovered after a crash (and not ended)."""
+    if not journal.exists():
+        return False
+    with Journal.open(journal) as j:
+        return bool(j.get_meta("run_state") == "recovered")
 
 
 async def _admin(socket: str, token: str) -> AsyncClient:
