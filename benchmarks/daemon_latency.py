@@ -8,7 +8,9 @@ the real WorkspaceExecutor. Measured:
   command itself NOT run in between: this is what the gate adds to a command line;
 - ops per second with `--clients` agents at once, each appending to its own file;
 - the journal's cost per op: rows per op in the run's journal, and the time of one
-  journal transaction shaped like a feed (a few rows + meta, synchronous=FULL).
+  journal transaction shaped like a feed (a few rows + meta, synchronous=FULL);
+- what a restart after a crash costs: rebuilding the controller from that journal
+  (daemon.resume.rebuild: replay with every decision checked), per op and in all.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from coagent_cli.daemon.client import Client
+from coagent_cli.daemon.resume import rebuild
 from coagent_cli.daemon.run import DaemonSettings, Tokens, paths_for, start_detached, stop_daemon
 from coagent_cli.journal import Journal
 
@@ -92,6 +95,10 @@ def main() -> int:
         stop_daemon(ws)
         with Journal.open(paths_for(ws).journal) as j:
             rows = len(j.timeline())
+            t0 = time.perf_counter()
+            rebuilt = rebuild(j, "mtpo", None)
+            replay = time.perf_counter() - t0
+            assert rebuilt is not None and not rebuilt.replay.pending
         total_ops = args.ops + args.clients * args.per_client
         feed = journal_cost(200)
     finally:
@@ -102,6 +109,8 @@ def main() -> int:
     print(f"throughput, {args.clients} concurrent agents: {ops_s:.0f} ops/s")
     print(f"journal: {rows / total_ops:.1f} rows per op; one feed transaction (3 rows + meta, "
           f"synchronous=FULL) {feed * 1e3:.2f} ms; about 3 transactions per op")
+    print(f"rebuild after a crash: {replay * 1e3:.0f} ms for {total_ops} ops "
+          f"({replay / total_ops * 1e6:.0f} us per op, {rebuilt.replay.fed} events replayed)")
     return 0
 
 
