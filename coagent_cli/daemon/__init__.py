@@ -1,9 +1,13 @@
-"""The daemon's wire layer: typed JSON-lines messages over a private Unix socket.
+"""The daemon: typed JSON-lines messages over a private Unix socket, and what serves them.
 
-    wire.py       pydantic models of every message, the one parse entry point
-    transport.py  the asyncio server: socket safety, framing, authentication, dispatch
-                  to a `Handler`, the event hub for monitors; plus `FakeHandler`
-    client.py     a synchronous client (stdlib only, fast to import) and an async one
+    wire.py        pydantic models of every message, the one parse entry point
+    transport.py   the asyncio server (Server); its parts beside it: socket_safety,
+                   framing, connection, session (one connection's life), events (the
+                   hub for monitors), fake (FakeHandler)
+    client.py      a synchronous client (stdlib only, fast to import) and an async one
+    service.py     the Handler: controller, executor and journal of one run
+    journaling.py  the core's traffic in the journal; resume.py rebuilds from it
+    run.py         start/stop/recover/undo; cli.py the commands
 
 This module stays free of heavy imports (no pydantic) because the sync client, which
 every gated shell command imports, imports it first.
