@@ -101,6 +101,7 @@ def _mount() -> None:
     from coagent_cli.monitor.cli import monitor_cmd
     from coagent_cli.run.cli import demo_cmd, run_cmd
     from coagent_cli.shell.cli import register as register_shell_commands
+    from toolsmith.cli import toolsmith_cmd
 
     app.command("run")(run_cmd)
     app.command("demo")(demo_cmd)
@@ -110,6 +111,7 @@ def _mount() -> None:
     app.command("log")(log_cmd)
     app.command("recover")(recover_cmd)
     app.command("undo")(undo_cmd)
+    app.command("toolsmith")(toolsmith_cmd)
     register_shell_commands(app)  # shell, exec, inbox, done
 
 

@@ -385,6 +385,7 @@ class Launcher:
         info = daemon.start()
         tokens = Tokens.load(paths_for(self.workspace, self.options.socket).tokens)
         report = RunReport(self.run_id, str(self.workspace), self.cc, [], run_dir=str(self.run_dir))
+        smith = self._start_toolsmith(report)
         try:
             histories = self._histories(journal, names, continuing)
             self._make_slots(info, tokens)
@@ -393,6 +394,8 @@ class Launcher:
             report.quiescent, report.time_limit_hit = asyncio.run(self._supervise(info, tokens))
         finally:
             self.stopped.set()
+            if smith is not None:
+                smith.join(30)
             for runner in self.runners.values():
                 runner.close()
             daemon.stop(tokens.admin)
@@ -400,6 +403,33 @@ class Launcher:
         self._finish_report(report)
         report.write_json(self.run_dir / "report.json")
         return report
+
+    def _start_toolsmith(self, report: RunReport) -> threading.Thread | None:
+        """The plan's ToolSmith, in a thread, until the run stops: its outcomes go into
+        the report (and, with a view, one line each)."""
+        config = self.plan.toolsmith
+        if config is None:
+            return None
+        from toolsmith.smith import Outcome, ToolSmith
+
+        smith = ToolSmith(self.workspace, min_count=config.min_count)
+        console = self.options.console if self.options.view != "none" else None
+
+        def heard(outcome: Outcome) -> None:
+            report.tools_forged.append(outcome.to_json())
+            if console is not None and outcome.status == "registered":
+                console.print(f"coagent: the ToolSmith registered {outcome.name} "
+                              f"({len(outcome.lines)} raw lines like `{outcome.lines[0]}`)", markup=False)
+
+        def main() -> None:
+            try:
+                smith.watch(every=config.every, rounds=1_000_000, stop=self.stopped, on_outcome=heard)
+            except CoagentError as exc:  # the run goes on without it
+                report.tools_forged.append({"status": "failed", "detail": str(exc)})
+
+        thread = threading.Thread(target=main, name="coagent-toolsmith", daemon=True)
+        thread.start()
+        return thread
 
     def _histories(self, journal: Path, names: list[str], continuing: bool) -> dict[str, AgentHistory]:
         """What each agent had done, when continuing; then this launcher's run directory

@@ -5,6 +5,7 @@
     model: scripted       # default model of built-in agents; --model overrides
     base_url: null        # default OpenAI-compatible endpoint; --base-url overrides
     limits: {max_steps: 50, max_tokens: null, wall_time: null}
+    toolsmith: {every: 5, min_count: 3}   # optional: forge tools from recurring raw commands
     agents:               # rank order = the order listed
       - name: alice
         command: python agents/alice.py      # an external agent (any CLI)
@@ -30,8 +31,8 @@ from coagent_cli.agents.config import SCRIPTED, AgentConfig, ModelConfig, Script
 from coagent_cli.core import CONTROLLERS
 from coagent_cli.errors import UsageError
 
-__all__ = ["Plan", "BuiltinAgent", "ExternalAgent", "Limits", "load_plan", "plan_from_tasks",
-           "parse_plan"]
+__all__ = ["Plan", "BuiltinAgent", "ExternalAgent", "Limits", "ToolsmithConfig", "load_plan",
+           "plan_from_tasks", "parse_plan"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # as the daemon's wire accepts
 
@@ -46,6 +47,14 @@ class Limits(_Strict):
     max_steps: int = Field(default=50, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     wall_time: float | None = Field(default=None, gt=0)
+
+
+class ToolsmithConfig(_Strict):
+    """The ToolSmith alongside the run (toolsmith.smith): mines the journal every `every`
+    seconds and registers checked tools for raw commands seen `min_count` times."""
+
+    every: float = Field(default=5.0, gt=0)
+    min_count: int = Field(default=3, ge=2)
 
 
 class ExternalAgent(_Strict):
@@ -83,6 +92,7 @@ class Plan(_Strict):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     limits: Limits = Field(default_factory=Limits)
+    toolsmith: ToolsmithConfig | None = None  # None: no ToolSmith during the run
     agents: list[AgentEntry] = Field(min_length=1)
 
     @field_validator("cc")

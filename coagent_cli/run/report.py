@@ -65,6 +65,7 @@ class RunReport:
     daemon_failures: list[str] = field(default_factory=list)
     run_dir: str | None = None
     check: dict[str, Any] | None = None  # demo/bench: the final state against a serial run
+    tools_forged: list[dict[str, Any]] = field(default_factory=list)  # the ToolSmith's outcomes
 
     @property
     def ok(self) -> bool:
@@ -98,7 +99,7 @@ class RunReport:
                 "ok": self.ok, "quiescent": self.quiescent, "time_limit_hit": self.time_limit_hit,
                 "wall_time": round(self.wall_time, 3), "agents": agents, "totals": self.totals(),
                 "failures": self.failure_lines(), "daemon_failures": self.daemon_failures,
-                "run_dir": self.run_dir, "check": self.check}
+                "run_dir": self.run_dir, "check": self.check, "tools_forged": self.tools_forged}
 
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
