@@ -11,111 +11,55 @@ Its keys are latched while it runs (shared for reads, exclusive for writes), all
 once on admission, so sequences never deadlock; latches never span an agent's
 thinking. Controllers differ only in what they admit, when, and with which undo set:
 they override `_admit`, `_on_finished` and `_ready_to_settle`.
+
+The parts live beside this module: `state` (what is kept), `sequences` (planning a
+sequence), `effects` (its progress), `notices`, `removals` (retract, abort, restart)
+and `settling` (retrying, settling, quiescence).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterable, Literal
+from typing import Callable, ClassVar, Iterable
 
-from coagent_cli.core.keys import Key, any_conflict
+from coagent_cli.core.effects import (
+    next_effect,
+    record_dropped,
+    record_executed,
+    record_redone,
+    record_undone,
+)
 from coagent_cli.core.ledger import Ledger, OpRecord
 from coagent_cli.core.model import (
-    AbortAgent,
     Action,
     AgentFinished,
     AgentRegistered,
     AgentResumed,
-    AgentSettled,
-    Change,
     Completed,
     Drop,
     Event,
-    Execute,
     Hold,
-    Notice,
-    NoticeKind,
     NoticesTaken,
-    Notify,
     OpExecuted,
     OpRedone,
     OpRequested,
     OpUndone,
-    Quiescent,
-    Redo,
     Refuse,
-    RestartAgent,
     ResumeAgent,
     RetractRequested,
-    ServeRead,
     StartAgent,
-    Undo,
     Wait,
 )
+from coagent_cli.core.notices import notify
+from coagent_cli.core.removals import Removals
+from coagent_cli.core.sequences import latch_clash, plan_plain, plan_removal
+from coagent_cli.core.settling import Settling
+from coagent_cli.core.state import AgentState, AgentStatus, Reserved, Retry, Sequence, Stats, Waiting
 from coagent_cli.errors import ProtocolError
 
-AgentStatus = Literal["registered", "running", "finished", "settled"]
+__all__ = ["AgentState", "AgentStatus", "Engine", "Sequence", "Stats"]
 
 
-@dataclass(slots=True)
-class AgentState:
-    name: str
-    rank: int
-    status: AgentStatus = "registered"
-    inbox: dict[int, Notice] = field(default_factory=dict)
-    in_flight: int | None = None  # the op id it waits on
-    aborting: bool = False
-    steps: int = 0
-
-
-@dataclass
-class Stats:
-    executed: int = 0
-    served: int = 0
-    undos: int = 0
-    redos: int = 0
-    drops: int = 0
-    notices: int = 0
-    waits: int = 0
-    holds: int = 0
-    refusals: int = 0
-    aborts: int = 0
-    restarts: int = 0
-    resumes: int = 0
-    shadowed: int = 0
-    collected: int = 0
-    peak_versions: int = 0
-
-
-@dataclass
-class Sequence:
-    sid: int
-    actor: str
-    owner: int | None = None  # op or request completed by this sequence
-    execute: int | None = None
-    serve: bool = False
-    shadowed: bool = False
-    undo: list[int] = field(default_factory=list)
-    materialise: list[int] = field(default_factory=list)
-    redo: list[int] = field(default_factory=list)
-    remove: set[int] = field(default_factory=set)  # undone for good
-    restart: set[str] = field(default_factory=set)
-    latch_r: frozenset[Key] = frozenset()
-    latch_w: frozenset[Key] = frozenset()
-    current: int | None = None
-    bases: dict[int, dict[Key, str | None]] = field(default_factory=dict)  # what lay under each undone op
-    touched: set[Key] = field(default_factory=set)
-    reordered: dict[int, dict[Key, str]] = field(default_factory=dict)  # op -> after-images it had
-    dropped: set[int] = field(default_factory=set)
-    executed: bool = False
-    members: frozenset[int] = frozenset()  # every op it touches, fixed when it starts
-
-    def freeze(self) -> None:
-        ids = set(self.undo) | set(self.materialise) | set(self.redo) | self.remove
-        self.members = frozenset(ids | ({self.execute} if self.execute is not None else set()))
-
-
-class Engine:
+class Engine(Removals, Settling):
     """Base of every controller. Subclasses set `name` and the policy hooks."""
 
     name: ClassVar[str] = "engine"
@@ -130,10 +74,10 @@ class Engine:
         self.stats = Stats()
         self._sequences: dict[int, Sequence] = {}
         self._by_op: dict[int, Sequence] = {}
-        self._waiting: dict[int, tuple[tuple[int, int], Callable[[], list[Action] | None]]] = {}
+        self._waiting: Waiting = {}
         # Keys wanted by ops waiting for latches, by rank: a later-ranked op may not
         # overtake them on those keys (else a restarted agent can starve an earlier one).
-        self._reserved: dict[int, tuple[int, frozenset[Key], frozenset[Key]]] = {}
+        self._reserved: Reserved = {}
         self._sid = 0
         self._notice_id = 0
         self._was_quiescent = False
@@ -253,7 +197,7 @@ class Engine:
         return self._admit_or_wait(rec)
 
     def _admit_or_wait(self, rec: OpRecord) -> list[Action]:
-        admit: Callable[[], list[Action] | None] = lambda: self._admit(rec)  # noqa: E731
+        admit: Retry = lambda: self._admit(rec)  # noqa: E731
         if not rec.spec.reversible and self.holds_irreversible:
             # An op with no inverse can never be undone, so it runs only once every
             # earlier agent is finished for good.
@@ -283,7 +227,7 @@ class Engine:
             return self._refuse(rec, "notices_pending", "take your notices, then retry")
         return None
 
-    def _wait(self, wid: int, order: tuple[int, int], retry: Callable[[], list[Action] | None]) -> None:
+    def _wait(self, wid: int, order: tuple[int, int], retry: Retry) -> None:
         self._waiting[wid] = (order, retry)
 
     def _admit(self, rec: OpRecord) -> list[Action] | None:
@@ -298,19 +242,14 @@ class Engine:
         self.stats.refusals += 1
         return [Refuse(rec.op_id, code, message)]
 
+    # ------------------------------------------------------------------- sequences
+
     def _plain_sequence(self, rec: OpRecord, undo: Iterable[int] = ()) -> Sequence:
-        spec = rec.spec
-        seq = self._new_sequence(rec.agent, owner=rec.op_id)
-        seq.execute = rec.op_id
-        seq.serve = spec.servable
-        undone = self.ledger.closure(undo)
-        seq.undo = sorted(undone, key=lambda o: -self.ledger.ops[o].applied_at)
-        seq.materialise = self.ledger.shadowed_beneath(undone)
-        seq.redo = sorted(undone, key=lambda o: self.ledger.ops[o].order)
-        ops = [self.ledger.ops[o] for o in undone]
-        seq.latch_r = spec.reads | frozenset(k for o in ops for k in o.spec.reads)
-        seq.latch_w = spec.writes | frozenset(k for o in ops for k in o.written)
-        return seq
+        return plan_plain(self.ledger, self._new_sequence(rec.agent, owner=rec.op_id), rec, undo)
+
+    def _removal_sequence(self, actor: str, remove: set[int]) -> Sequence:
+        """Undo `remove` for good, moving whatever sits above them and re-applying it."""
+        return plan_removal(self.ledger, self._new_sequence(actor, owner=None), remove)
 
     def _new_sequence(self, actor: str, owner: int | None) -> Sequence:
         self._sid += 1
@@ -319,12 +258,7 @@ class Engine:
     def _latched(self, seq: Sequence) -> bool:
         if not self.latching:
             return False
-        held = [(o.latch_r, o.latch_w) for o in self._sequences.values()]
-        rank = self.agents[seq.actor].rank
-        if seq.execute is not None:  # undo-only sequences free keys: never hold them back
-            held += [(r, w) for op, (r_rank, r, w) in self._reserved.items()
-                     if r_rank < rank and op != seq.owner]
-        return any(any_conflict(seq.latch_w, r | w) or any_conflict(seq.latch_r, w) for r, w in held)
+        return latch_clash(seq, self._sequences.values(), self._reserved, self.agents[seq.actor].rank)
 
     def _start(self, seq: Sequence) -> list[Action] | None:
         """Start a sequence if its latches are free; None when it must wait."""
@@ -338,49 +272,28 @@ class Engine:
             self._by_op[o] = seq
         return self._advance(seq)
 
-    # -------------------------------------------------------------- effect progress
-
     def _advance(self, seq: Sequence) -> list[Action]:
-        ops = self.ledger.ops
-        while seq.undo:
-            o = seq.undo.pop(0)
-            if ops[o].applied:
-                seq.current = o
-                return [Undo(o)]
-            ops[o].state = "undone"
-            seq.bases[o] = self._base_under(ops[o])
-            self._finish_undo(seq, ops[o])
-        if seq.materialise:
-            o = seq.materialise.pop(0)
-            seq.current = o
-            return [Redo(o, base_changed=True)]
-        if seq.execute is not None and not seq.executed:
-            seq.current = seq.execute
-            rec = ops[seq.execute]
-            rec.state = "running"
-            if seq.serve:
-                return [ServeRead(rec.op_id, self._sources(rec))]
-            return [Execute(rec.op_id, shadowed=seq.shadowed)]
-        while seq.redo:
-            o = seq.redo.pop(0)
-            if o in seq.remove or ops[o].state == "dropped":
-                continue
-            seq.current = o
-            base_changed = seq.bases.get(o) != self._base_under(ops[o])
-            return [Redo(o, base_changed=base_changed)]
-        return self._finish(seq)
+        action = next_effect(self.ledger, seq)
+        return [action] if action is not None else self._finish(seq)
 
-    def _base_under(self, rec: OpRecord) -> dict[Key, str | None]:
-        """The live values of everything the op reads or writes (it being undone)."""
-        return {k: self.ledger.physical(k) for k in self.ledger.keys_touching(rec.spec.reads | rec.written)}
+    def _finish(self, seq: Sequence) -> list[Action]:
+        del self._sequences[seq.sid]
+        for o in seq.members:
+            if self._by_op.get(o) is seq:
+                del self._by_op[o]
+        out: list[Action] = []
+        if seq.owner is not None and seq.execute is None:
+            out.append(Completed(seq.owner))
+        if self.notifies:
+            out.extend(notify(self.ledger, self.agents, self.stats, seq, self._next_notice_id))
+        out.extend(self._restart(seq.restart))
+        return out + self._after_change()
 
-    def _sources(self, rec: OpRecord) -> dict[Key, str]:
-        out: dict[Key, str] = {}
-        for k in self.ledger.keys_touching(rec.spec.reads):
-            want = self.ledger.visible(rec.agent, k, rec.seq)
-            if want is not None and want != self.ledger.physical(k):
-                out[k] = want
-        return out
+    def _next_notice_id(self) -> int:
+        self._notice_id += 1
+        return self._notice_id
+
+    # ------------------------------------------------------------ effect reports
 
     def _expect(self, op_id: int) -> tuple[Sequence, OpRecord]:
         seq = self._by_op.get(op_id)
@@ -395,317 +308,22 @@ class Engine:
             seq.current = ev.op_id
             raise ProtocolError(f"op {ev.op_id} was not being executed")
         seq.executed = True
-        writes = dict(ev.writes)
-        # A tool that was to write but changed nothing (it failed, or found nothing to
-        # change) told the agent something about what it read: that is an observation.
-        self.ledger.observe(rec, also=rec.spec.reads if rec.spec.writes and not writes else ())
-        if writes:
-            self.ledger.insert(rec, writes)
-            rec.state = "live"
-            rec.applied = not seq.shadowed
-            rec.applied_at = self.ledger.tick()
-            seq.touched.update(writes)
-        else:
-            rec.state = "done"
-        if seq.serve:
-            self.stats.served += 1
-        else:
-            self.stats.executed += 1
-        self.stats.shadowed += int(seq.shadowed)
-        self.stats.peak_versions = max(self.stats.peak_versions, self.ledger.peak_versions)
+        record_executed(self.ledger, self.stats, seq, rec, dict(ev.writes))
         self._agent(rec.agent).in_flight = None
         return [Completed(rec.op_id)] + self._advance(seq)
 
     def _on_undone(self, ev: OpUndone) -> list[Action]:
         seq, rec = self._expect(ev.op_id)
-        rec.applied = False
-        rec.state = "undone"
-        self.stats.undos += 1
-        seq.bases[rec.op_id] = self._base_under(rec)
-        self._finish_undo(seq, rec)
+        record_undone(self.ledger, self.stats, seq, rec)
         return self._advance(seq)
-
-    def _finish_undo(self, seq: Sequence, rec: OpRecord) -> None:
-        if rec.op_id in seq.remove:
-            rec.state = "retracted"
-            seq.touched.update(rec.writes)
-            self.ledger.remove(rec)
 
     def _on_redone(self, ev: OpRedone) -> list[Action]:
         seq, rec = self._expect(ev.op_id)
         if ev.ok:
-            return self._redo_ok(seq, rec, dict(ev.writes))
-        rec.state = "dropped"
-        self.stats.drops += 1
-        seq.dropped.add(rec.op_id)
-        seq.touched.update(rec.writes)
-        self.ledger.remove(rec)
+            record_redone(self.ledger, self.stats, seq, rec, dict(ev.writes))
+            return self._advance(seq)
+        record_dropped(self.ledger, self.stats, seq, rec)
         return [Drop(rec.op_id, ev.reason or "re-apply failed")] + self._advance(seq)
-
-    def _redo_ok(self, seq: Sequence, rec: OpRecord, writes: dict[Key, Change]) -> list[Action]:
-        old = {k: c.after for k, c in rec.writes.items()}
-        new = {k: c.after for k, c in writes.items()}
-        self.ledger.update_writes(rec, writes)
-        rec.applied = True
-        rec.state = "live"
-        rec.applied_at = self.ledger.tick()
-        self.stats.redos += 1
-        if old != new:
-            changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
-            seq.touched.update(changed)
-            seq.reordered.setdefault(rec.op_id, old)
-        return self._advance(seq)
-
-    def _finish(self, seq: Sequence) -> list[Action]:
-        del self._sequences[seq.sid]
-        for o in seq.members:
-            if self._by_op.get(o) is seq:
-                del self._by_op[o]
-        out: list[Action] = []
-        if seq.owner is not None and seq.execute is None:
-            out.append(Completed(seq.owner))
-        if self.notifies:
-            out.extend(self._notify(seq))
-        out.extend(self._restart(seq.restart))
-        return out + self._after_change()
-
-    # -------------------------------------------------------------------- retract
-
-    def _on_retract(self, ev: RetractRequested) -> list[Action]:
-        a = self._agent(ev.agent)
-        if a.in_flight is not None:
-            raise ProtocolError(f"agent {a.name!r} cannot retract with op {a.in_flight} in flight")
-        for o in ev.op_ids:
-            rec = self.ledger.ops.get(o)
-            if rec is None or rec.agent != ev.agent:
-                raise ProtocolError(f"op {o} is not a live op of agent {ev.agent!r}")
-        a.in_flight = ev.request_id
-        retry = lambda: self._retract(ev)  # noqa: E731
-        actions = retry()
-        if actions is not None:
-            return actions
-        self._wait(ev.request_id, (a.rank, 0), retry)
-        return [Wait(ev.request_id, "keys latched by another agent")]
-
-    def _retract(self, ev: RetractRequested) -> list[Action] | None:
-        recs = [self.ledger.ops[o] for o in ev.op_ids]
-        seq = self._removal_sequence(ev.agent, {r.op_id for r in recs if r.writes})
-        seq.owner = ev.request_id
-        started = self._start(seq)
-        if started is None:
-            return None
-        first = min((r.seq for r in recs), default=None)
-        for r in recs:
-            if not r.writes:
-                r.state = "retracted"
-        if first is not None:
-            self.ledger.forget_from(ev.agent, first)
-        self._agent(ev.agent).in_flight = None
-        return started
-
-    def _removal_sequence(self, actor: str, remove: set[int]) -> Sequence:
-        """Undo `remove` for good, moving whatever sits above them and re-applying it."""
-        undone = self.ledger.closure(remove)
-        ops = [self.ledger.ops[o] for o in undone]
-        seq = self._new_sequence(actor, owner=None)
-        seq.undo = sorted(undone, key=lambda o: -self.ledger.ops[o].applied_at)
-        seq.materialise = self.ledger.shadowed_beneath(undone)
-        seq.redo = sorted(undone - remove, key=lambda o: self.ledger.ops[o].order)
-        seq.remove = set(remove)
-        seq.latch_r = frozenset(k for o in ops for k in o.spec.reads)
-        seq.latch_w = frozenset(k for o in ops for k in o.written)
-        return seq
-
-    # ------------------------------------------------------------- abort / restart
-
-    def _abort(self, agents: set[str], reason: str) -> list[Action]:
-        """Discard these agents' trajectories (and of any agent whose writes sit on
-        top of theirs): undo their writes, then restart them from scratch."""
-        out: list[Action] = []
-        for name in sorted(agents, key=lambda n: self.agents[n].rank):
-            a = self.agents[name]
-            if not a.aborting:
-                a.aborting = True
-                self.stats.aborts += 1
-                out.append(AbortAgent(name, reason))
-                out.extend(self._cancel_queued(a))
-        self._sid += 1  # waits of aborts get negative ids: never an adapter's op id
-        self._wait(-self._sid, (-1, 0), lambda: self._try_abort(set(agents)))
-        self._kick = True
-        return out
-
-    def _cancel_queued(self, a: AgentState) -> list[Action]:
-        """An aborted agent's op that has not started yet is turned away."""
-        op = a.in_flight
-        if op is None or op not in self._waiting or op in self._by_op:
-            return []
-        del self._waiting[op]
-        self._reserved.pop(op, None)
-        if op in self.ledger.ops:
-            return self._refuse(self.ledger.ops[op], "aborted", "the agent is being restarted")
-        a.in_flight = None
-        return []
-
-    def _try_abort(self, agents: set[str]) -> list[Action] | None:
-        if any(self.agents[n].in_flight is not None for n in agents):
-            return None  # let their running op land first; it is undone with the rest
-        while True:
-            ops = {o for o, r in self.ledger.ops.items() if r.agent in agents and r.writes and r.state == "live"}
-            above = {self.ledger.ops[o].agent for o in self.ledger.closure(ops)} - agents
-            if not above:
-                break
-            for name in sorted(above, key=lambda n: self.agents[n].rank):  # replayable order
-                if not self.agents[name].aborting:
-                    self.agents[name].aborting = True
-                    self.stats.aborts += 1
-                    self._emit([AbortAgent(name, "its writes sit on an aborted agent's writes")])
-                    self._emit(self._cancel_queued(self.agents[name]))
-            agents |= above
-            if any(self.agents[n].in_flight is not None for n in agents):
-                return None
-        seq = self._removal_sequence(min(agents, key=lambda n: self.agents[n].rank), ops)
-        seq.restart = set(agents)
-        return self._start(seq)
-
-    def _restart(self, agents: Iterable[str]) -> list[Action]:
-        out: list[Action] = []
-        for name in sorted(agents, key=lambda n: self.agents[n].rank):
-            a = self.agents[name]
-            for o, r in list(self.ledger.ops.items()):
-                if r.agent == name and r.state in ("done", "retracted", "dropped"):
-                    del self.ledger.ops[o]
-            self.ledger.forget_from(name, 0)
-            a.aborting = False
-            a.status = "running"
-            a.inbox.clear()
-            self.stats.restarts += 1
-            self._on_restarted(a)
-            out.append(RestartAgent(name))
-        return out
-
-    def _on_restarted(self, agent: AgentState) -> None:
-        """Policy hook (2PL releases the agent's locks here)."""
-
-    # ------------------------------------------------------------------- notices
-
-    def _notify(self, seq: Sequence) -> list[Action]:
-        found: dict[tuple[str, Key], tuple[NoticeKind, str | None, str, tuple[int, ...]]] = {}
-        for k in seq.touched:
-            for agent in self._observers(k):
-                stale = self.ledger.stale(agent, k) if agent != seq.actor else []
-                if stale:
-                    old = stale[0][0].digest
-                    for o, now in stale:
-                        o.digest = now  # the notice tells the agent the new value
-                    steps = tuple(op for o, _ in stale for op in o.op_ids)
-                    found[(agent, k)] = ("stale_read", old, stale[-1][1], steps)
-        for op, before in seq.reordered.items():
-            rec = self.ledger.ops[op]
-            for k, had in before.items():
-                now = rec.writes.get(k)
-                if rec.agent != seq.actor and (now is None or now.after != had):
-                    _merge(found, (rec.agent, k), ("write_reordered", had, now.after if now else "", (op,)))
-        for op in seq.dropped:
-            rec = self.ledger.ops[op]
-            for k, c in rec.writes.items():
-                if rec.agent != seq.actor:
-                    new = self.ledger.visible(rec.agent, k) or ""
-                    _merge(found, (rec.agent, k), ("write_dropped", c.after, new, (op,)))
-        return self._deliver(found, seq.actor)
-
-    def _observers(self, key: Key) -> list[str]:
-        return [a for a, known in self.ledger.obs.items() if key in known]
-
-    def _deliver(self, found: dict, by: str) -> list[Action]:
-        out: list[Action] = []
-        for (agent, key), (kind, old, new, steps) in sorted(found.items(), key=lambda x: (self.agents[x[0][0]].rank, str(x[0][1]))):
-            self._notice_id += 1
-            notice = Notice(self._notice_id, agent, key, kind, by, old, new, tuple(steps), _detail(kind, key, by))
-            a = self.agents[agent]
-            a.inbox[notice.notice_id] = notice
-            self.stats.notices += 1
-            out.append(Notify(notice))
-            if a.status == "finished":
-                a.status = "running"
-                self.stats.resumes += 1
-                out.append(ResumeAgent(agent))
-        return out
-
-    # --------------------------------------------------------- settle and collect
-
-    def _after_change(self) -> list[Action]:
-        out = self._retry_waiting()
-        out.extend(self._settle())
-        out.extend(self._start_agents())
-        if out:
-            out.extend(self._retry_waiting())
-        return out
-
-    def _retry_waiting(self) -> list[Action]:
-        """Retry queued requests in (rank, seq) order until none can move. Re-entrant
-        calls (a retry that finishes a sequence) only ask the outer loop to go again."""
-        if self._retrying:
-            self._again = True
-            return []
-        self._retrying, out = True, []
-        try:
-            self._again = True
-            while self._again:
-                self._again = False
-                for wid, (order, retry) in sorted(self._waiting.items(), key=lambda x: x[1][0]):
-                    if wid not in self._waiting:
-                        continue
-                    del self._waiting[wid]
-                    actions = retry()
-                    if actions is None:
-                        self._waiting[wid] = (order, retry)
-                    else:
-                        out.extend(actions)
-                        self._again = True
-        finally:
-            self._retrying = False
-        return out
-
-    def _settle(self) -> list[Action]:
-        out: list[Action] = []
-        for a in self._by_rank():
-            if a.status == "settled":
-                continue
-            if not self._ready_to_settle(a):
-                break
-            verdict = self._commit(a)
-            if verdict is not None:
-                out.extend(verdict)
-                break
-            a.status = "settled"
-            if self.collect_versions:
-                self.stats.collected += self.ledger.collect(a.rank)
-            out.append(AgentSettled(a.name))
-        return out
-
-    def _ready_to_settle(self, a: AgentState) -> bool:
-        if a.status != "finished" or a.inbox or a.in_flight is not None or a.aborting:
-            return False
-        return not any(
-            self.ledger.ops[o].rank <= a.rank for s in self._sequences.values() for o in s.members
-            if o in self.ledger.ops
-        )
-
-    def _commit(self, a: AgentState) -> list[Action] | None:
-        """Policy hook: None to settle the agent, or actions (e.g. an abort) instead."""
-        return None
-
-    def _earlier_settled(self, rank: int) -> bool:
-        return all(a.status == "settled" for a in self.agents.values() if a.rank < rank)
-
-    def _check_quiescence(self) -> list[Action]:
-        q = self.quiescent
-        fire = q and not self._was_quiescent
-        self._was_quiescent = q
-        return [Quiescent()] if fire else []
-
-    def _on_finished(self, a: AgentState) -> list[Action]:
-        return []
 
     # ---------------------------------------------------------------------- misc
 
@@ -727,24 +345,3 @@ class Engine:
             "in_flight": len(self._sequences),
             "waiting": len(self._waiting),
         }
-
-
-_SEVERITY = {"write_reordered": 0, "stale_read": 1, "write_dropped": 2}
-
-
-def _merge(found: dict, where: tuple, notice: tuple) -> None:
-    """One notice per agent and key: the most severe kind, every step that relied on it."""
-    prev = found.get(where)
-    if prev is None:
-        found[where] = notice
-        return
-    keep = notice if _SEVERITY[notice[0]] > _SEVERITY[prev[0]] else prev
-    found[where] = (keep[0], keep[1], keep[2], tuple(dict.fromkeys(prev[3] + notice[3])))
-
-
-def _detail(kind: NoticeKind, key: Key, by: str) -> str:
-    if kind == "stale_read":
-        return f"{by} (earlier) changed {key} after you read it; re-check the steps that used it"
-    if kind == "write_reordered":
-        return f"your write to {key} was re-applied on top of {by}'s earlier change"
-    return f"your write to {key} could not be re-applied on top of {by}'s earlier change and was dropped"
