@@ -8,7 +8,8 @@ Three runs of the same scripted plan on fresh copies of one workspace, in one pr
   raw        no ToolSmith: every line stays raw
   toolsmith  the ToolSmith alongside the run (every 0.2 s, 3 lines): later lines lifted
   declared   the tool registered before the run (the ceiling)
-Reported: wall time, ratio to `raw`, lines lifted (op footprints not `*`), ops/s.
+Reported: wall time, ratio to `raw`, lines lifted (op footprints not `*`), ops/s; the
+three runs must end in the same files (asserted).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="tslift", dir="/tmp"))
     rows = []
+    trees: list[dict[str, str]] = []
     try:
         seed = workspace(base, "seed")  # forge the tool once, for the `declared` run
         run_plan(plan(args.agents, 3, 0.0, False), RunOptions(seed))
@@ -78,6 +80,8 @@ def main() -> int:
             assert report.ok, report.failure_lines()
             up, total = lifted(ws)
             rows.append((name, wall, up, total))
+            trees.append({p.name: p.read_text() for p in sorted((ws / "notes").iterdir())})
+        assert trees[0] == trees[1] == trees[2], "the three runs ended in different trees"
     finally:
         shutil.rmtree(base, ignore_errors=True)
     raw = rows[0][1]
