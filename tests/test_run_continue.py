@@ -195,3 +195,39 @@ def test_an_agent_taken_up_keeps_its_conversation_and_reads_the_note() -> None:
     sent = model.seen[0]
     assert sent[:3] == old and "echo x" in sent[3]["content"] and len(sent) == 4 and agent.steps == 4
     assert [e["event"] for e in agent.trajectory.events][:3] == ["message"] * 3  # carried over
+
+
+def test_an_llm_agent_of_a_killed_run_comes_back_with_its_conversation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real openai SDK in a `coagent run` subprocess against the fake server: the run
+    is killed while the model 'thinks' about its second turn; the continued run's first
+    request carries the whole earlier conversation and the crash note, and the step that
+    had run is not run again."""
+    from fake_openai import FakeOpenAI, Reply, Stall, call
+
+    monkeypatch.setenv("COAGENT_TEST_KEY", "sk-test")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with FakeOpenAI(Reply(tool_calls=[call("bash", command="echo one >> f.txt")]), Stall(20),
+                    Reply("all done")) as server:
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({"model": "fake-gpt", "api_key_env": "COAGENT_TEST_KEY", "base_url": server.url,
+                                    "agents": [{"name": "solo", "task": "append one to f.txt"}]}))
+        run = subprocess.Popen([sys.executable, "-m", "coagent_cli", "run", str(plan), "-w", str(ws), "--no-live"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        for _ in range(600):  # until the second model request is in (bounded)
+            if len(server.requests) >= 2 or run.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert len(server.requests) == 2, "the agent never asked for its second turn"
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+        assert coagent("recover", "-w", str(ws)).returncode == 0
+        again = coagent("run", str(plan), "-w", str(ws), "--no-live")
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        first_of_second_run = server.requests[2]["messages"]
+    assert (ws / "f.txt").read_text() == "one\n"  # not run twice
+    roles = [m["role"] for m in first_of_second_run]
+    assert roles == ["system", "user", "assistant", "tool", "user"], roles
+    assert first_of_second_run[2]["tool_calls"][0]["function"]["name"] == "bash"
+    assert "interrupted" in first_of_second_run[4]["content"]
