@@ -556,7 +556,7 @@ def _revert_effect(workspace: Path, blobs: BlobStore, snapshots: "_RecoverySnaps
 
 
 def _pre_run_snapshots(journal: Journal, effect_ids: set[int]) -> dict[int, dict[str, Any]]:
-    """effect id -> the `snapshot` event journaled with it (executor.workspace._begin)."""
+    """effect id -> the `snapshot` event journaled with it (executor.journaling: JournalingMixin._begin)."""
     return {e.payload["effect"]: e.payload for e in journal.timeline()
             if e.kind == "snapshot" and e.payload.get("effect") in effect_ids}
 
