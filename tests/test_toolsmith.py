@@ -155,11 +155,17 @@ def test_only_simple_commands_are_mined(line: str) -> None:
 # ---------------------------------------------------------------- alongside a run
 
 
+BARRIER = ("for i in $(seq 200); do [ -e .coagent/tools/ts_stamp_sh.yaml ] && break; sleep 0.1; done; "
+           "sleep 1")  # (bounded) until the ToolSmith has written its tool and the daemon reloaded
+
+
 def stamp_script(agent: str, words: list[str], shared_at: int) -> list[dict[str, object]]:
     steps: list[dict[str, object]] = []
     for i, word in enumerate(words):
         path = "notes/shared.txt" if i == shared_at else f"notes/{agent}-{i}.txt"
-        steps += [{"think": 0.25}, {"bash": f"sh stamp.sh {path} {word}"}]
+        if i == len(words) // 2:
+            steps.append({"bash": BARRIER})
+        steps += [{"think": 0.1}, {"bash": f"sh stamp.sh {path} {word}"}]
     return steps
 
 
@@ -176,8 +182,10 @@ def test_a_plan_with_the_toolsmith_lifts_later_lines_and_ends_as_the_serial_run(
     forged = [t for t in report.tools_forged if t["status"] == "registered"]
     assert [t["name"] for t in forged] == ["ts_stamp_sh"], report.tools_forged
     with Journal.open(paths_for(ws).journal) as journal:
-        footprints = [e.payload["op"]["writes"] for e in journal.timeline()
-                      if e.kind == "op_requested" and e.payload.get("core") == "event"]
-    assert footprints[0] == ["*"] and any(f != ["*"] for f in footprints), footprints  # lifted later
+        footprint = {e.payload["op"]["label"]: e.payload["op"]["writes"] for e in journal.timeline()
+                     if e.kind == "op_requested" and e.payload.get("core") == "event"}
+    assert footprint["sh stamp.sh notes/a0-0.txt one"] == ["*"]  # raw before the tool existed
+    for agent in ("a0", "a1"):  # lifted after it: a precise footprint
+        assert footprint[f"sh stamp.sh notes/{agent}-6.txt seven"] == [f"file:notes/{agent}-6.txt"], footprint
     assert (ws / "notes" / "shared.txt").read_text() == "eight\ntwo\n"  # a0's stamp first: rank order
     assert (ws / "notes" / "a1-7.txt").read_text() == "eight\n"

@@ -37,14 +37,18 @@ just now need not wait for the watcher.
 
 Resume/Restart/Abort directives of the core are recorded (journal, `directives`, event
 stream); acting on them (relaunching an agent process) is the run launcher's job.
+
+This module holds the lifecycle, the Handler and its requests, and the core loop (`_feed`).
+The parts beside it: `records` (what is kept of agents and ops), `effects` (performing
+the core's effects), `actions` (its informational actions), `bookkeeping` (the small
+moves they share) and `status` (the snapshot's agent lines and totals).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -53,24 +57,19 @@ from coagent_cli.core.engine import Engine
 from coagent_cli.core.keys import Key
 from coagent_cli.core import model as core
 from coagent_cli.daemon import wire
+from coagent_cli.daemon.actions import APPLY, InformationalActions
+from coagent_cli.daemon.effects import Effects
 from coagent_cli.daemon.journaling import record_feed, wire_notice
 from coagent_cli.daemon.library import LibraryChange, LibraryFeed
+from coagent_cli.daemon.records import TrackedAgent, TrackedOp, op_spec, op_summary
+from coagent_cli.daemon.status import agent_info, run_totals
 from coagent_cli.daemon.transport import Connection, EventHub
-from coagent_cli.errors import CoagentError, ExecutionError, ProtocolError, UsageError, WireError
-from coagent_cli.executor.protocol import (
-    Executor,
-    Footprint,
-    OpRequest,
-    RunResult,
-    ShellCommand,
-    ToolCall,
-)
+from coagent_cli.errors import ProtocolError, UsageError, WireError
+from coagent_cli.executor.protocol import Executor, Footprint, OpRequest, ShellCommand, ToolCall
 from coagent_cli.journal import Journal
 
 if TYPE_CHECKING:
     from coagent_cli.daemon.resume import Resumed
-
-log = logging.getLogger(__name__)
 
 __all__ = ["DaemonService", "ServiceConfig", "BAD_TOKEN", "UNKNOWN_OP"]
 
@@ -79,7 +78,6 @@ UNKNOWN_OP = "unknown_op"
 NOT_GRANTED = "not_granted"
 UNKNOWN_AGENT = "unknown_agent"
 _RECENT_OPS = 50   # ops a snapshot shows
-_KEPT_OPS = 5000   # ops kept in memory for status and routing
 
 
 @dataclass
@@ -95,40 +93,7 @@ class ServiceConfig:
     watch_library: bool = True         # reload the executor's tool library when its files change
 
 
-@dataclass
-class _Agent:
-    name: str
-    rank: int
-    token: str
-    state: wire.AgentState = "registered"
-    ops: int = 0
-    inbox: dict[int, wire.Notice] = field(default_factory=dict)
-    handled: int = 0                    # notices delivered (taken from the inbox)
-    tokens: int = 0                     # model usage the agent reported
-    cost: float = 0.0
-    joined_at: float | None = None      # first hello (the monitor's per-agent time)
-    finished_at: float | None = None
-    conns: set[Connection] = field(default_factory=set)
-    orphan_timer: asyncio.Task[None] | None = None
-
-
-@dataclass
-class _Op:
-    op_id: int
-    agent: str
-    summary: str
-    kind: str                           # shell | tool
-    reads: list[str]
-    writes: list[str]
-    state: wire.OpState = "held"
-    granted: asyncio.Future[wire.OpGranted] | None = None
-    result: RunResult | None = None
-    reply: wire.OpAction = "served"     # how the grant reads when the daemon performed it
-    running: bool = False               # granted `run`, end_op not yet received
-    orphan: bool = False                # nobody waits for the grant any more
-
-
-class DaemonService:
+class DaemonService(Effects, InformationalActions):
     """The Handler: owns the controller, the executor and the journal of one run."""
 
     def __init__(self, config: ServiceConfig, controller: Engine, executor: Executor,
@@ -138,9 +103,9 @@ class DaemonService:
         self.executor = executor
         self.journal = journal
         self.hub = hub
-        self.agents = {n: _Agent(n, r, t) for r, (n, t) in enumerate(config.agents.items())}
+        self.agents = {n: TrackedAgent(n, r, t) for r, (n, t) in enumerate(config.agents.items())}
         self.started_at: float | None = None  # set by start(): when the run was launched
-        self.ops: dict[int, _Op] = {}
+        self.ops: dict[int, TrackedOp] = {}
         self.directives: list[dict[str, str]] = []  # resume/restart/abort, for the launcher
         self.failures: list[str] = []               # effects that could not be performed
         self._lock = asyncio.Lock()
@@ -237,34 +202,13 @@ class DaemonService:
 
     def snapshot(self) -> wire.Snapshot:
         recent = list(self.ops.values())[-_RECENT_OPS:]
-        agents = [self._agent_info(a, recent) for a in self.agents.values()]
+        agents = [agent_info(a, recent) for a in self.agents.values()]
         ops = [wire.OpInfo(op=o.op_id, agent=o.agent, state=o.state, summary=o.summary,
                            reads=o.reads, writes=o.writes) for o in recent]
         size = self.library.size if self.library is not None else None
         return wire.Snapshot(cc=self.config.cc, agents=agents, ops=ops, quiescent=self.core.quiescent,
-                             library_size=size, totals=self._totals(), started_at=self.started_at)
+                             library_size=size, totals=run_totals(self.core.stats, self.agents.values()), started_at=self.started_at)
 
-    def _agent_info(self, a: _Agent, recent: list[_Op]) -> wire.AgentInfo:
-        """What the daemon knows of an agent (tokens and cost are the launcher's to know)."""
-        mine = [o for o in recent if o.agent == a.name]
-        busy = next((o for o in reversed(mine) if o.state in ("held", "running")), None)
-        phase: wire.AgentPhase | None = {"finished": "finished", "crashed": "crashed",
-                                         "waiting": "waiting"}.get(a.state)
-        if phase is None and a.state == "running":
-            phase = "executing" if busy is not None else "thinking"
-        return wire.AgentInfo(name=a.name, rank=a.rank, state=a.state, ops=a.ops, steps=a.ops,
-                              tokens=a.tokens, cost=a.cost, started_at=a.joined_at,
-                              finished_at=a.finished_at if a.state == "finished" else None,
-                              pending_notices=len(a.inbox), handled_notices=a.handled, phase=phase,
-                              current=(busy or (mine[-1] if mine else None)).summary if mine else None)
-
-    def _totals(self) -> wire.RunTotals:
-        s = self.core.stats
-        handled = sum(a.handled for a in self.agents.values())
-        return wire.RunTotals(ops=s.executed, undos=s.undos, redos=s.redos, drops=s.drops,
-                              served=s.served, notices=s.notices, notices_handled=handled,
-                              tokens=sum(a.tokens for a in self.agents.values()),
-                              cost=sum(a.cost for a in self.agents.values()))
 
     # ---------------------------------------------------------------- requests
 
@@ -277,7 +221,7 @@ class DaemonService:
             action = ToolCall(req.tool.tool, dict(req.tool.params), Path(req.cwd))
         return await self._submit(agent, action)
 
-    async def _submit(self, agent: _Agent, action: ShellCommand | ToolCall) -> wire.OpGranted:
+    async def _submit(self, agent: TrackedAgent, action: ShellCommand | ToolCall) -> wire.OpGranted:
         op = await asyncio.shield(self._request(agent, action))
         assert op.granted is not None
         try:
@@ -287,13 +231,14 @@ class DaemonService:
             raise
         return grant.model_copy(update={"notices": list(agent.inbox.values())})
 
-    async def _request(self, agent: _Agent, action: ShellCommand | ToolCall) -> _Op:
+    async def _request(self, agent: TrackedAgent, action: ShellCommand | ToolCall) -> TrackedOp:
         op_id = self._new_id()
         request = OpRequest(op_id, agent.name, action)
         footprint = await self._footprint_of(request)
-        spec = _spec(op_id, agent.name, footprint, _summary(action))
-        op = _Op(op_id, agent.name, spec.label, "shell" if isinstance(action, ShellCommand) else "tool",
-                 sorted(map(str, spec.reads)), sorted(map(str, spec.writes)))
+        spec = op_spec(op_id, agent.name, footprint, op_summary(action))
+        kind = "shell" if isinstance(action, ShellCommand) else "tool"
+        op = TrackedOp(op_id, agent.name, spec.label, kind,
+                       sorted(map(str, spec.reads)), sorted(map(str, spec.writes)))
         op.granted = asyncio.get_running_loop().create_future()
         self.ops[op_id] = op
         agent.ops += 1
@@ -331,16 +276,6 @@ class DaemonService:
         await asyncio.shield(self._end(op, req.exit_status))
         return wire.OpEnded(op=op.op_id, pending_notices=len(agent.inbox))
 
-    async def _end(self, op: _Op, exit_status: int) -> None:
-        if not op.running:
-            return  # ended meanwhile (an abandoned op, then a late end_op)
-        op.running = False
-        try:
-            writes = await asyncio.to_thread(self.executor.finish, op.op_id, exit_status)
-        except CoagentError as exc:
-            await self._failed(f"finish of op {op.op_id} failed: {exc}")
-            writes = {}
-        await self._feed(core.OpExecuted(op.op_id, writes), exit_status=exit_status)
 
     async def _on_read(self, conn: Connection, req: wire.Read) -> wire.ReadReply:
         agent = self._agent_of(conn)
@@ -412,7 +347,7 @@ class DaemonService:
         await done
         return wire.RetractReply(agent=agent.name, ops=ops)
 
-    async def _retract(self, agent: _Agent, ops: tuple[int, ...]) -> asyncio.Future[None]:
+    async def _retract(self, agent: TrackedAgent, ops: tuple[int, ...]) -> asyncio.Future[None]:
         rid = self._new_id()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._retracts[rid] = done
@@ -428,18 +363,18 @@ class DaemonService:
         return sorted(o for o, r in self.core.ledger.ops.items()
                       if r.agent == agent and r.state in ("live", "done"))
 
-    def _agent_of(self, conn: Connection) -> _Agent:
+    def _agent_of(self, conn: Connection) -> TrackedAgent:
         agent = self.agents.get(conn.agent or "")
         if agent is None:  # the transport only lets agents send these
             raise ProtocolError("only an agent may send this", code="forbidden")
         return agent
 
-    def _open_ops(self, agent: str) -> list[_Op]:
+    def _open_ops(self, agent: str) -> list[TrackedOp]:
         return [o for o in self.ops.values() if o.agent == agent and (o.running or o.state == "held")]
 
     # ---------------------------------------------------------------- disconnects
 
-    async def _abandon(self, agent: _Agent) -> None:
+    async def _abandon(self, agent: TrackedAgent) -> None:
         await asyncio.sleep(self.config.orphan_grace or 0.0)
         if agent.conns:
             return
@@ -480,7 +415,7 @@ class DaemonService:
             elif isinstance(a, core.Notify):
                 self._deliver(a.notice, notices[a.notice.notice_id])
             else:
-                _APPLY.get(type(a), DaemonService._ignore)(self, a)
+                APPLY.get(type(a), DaemonService._ignore)(self, a)
         return effects
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -488,161 +423,6 @@ class DaemonService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    # ---------------------------------------------------------------- effects
-
-    async def _perform(self, effect: core.Action) -> None:
-        try:
-            if isinstance(effect, core.Execute):
-                await self._execute(effect)
-            elif isinstance(effect, core.ServeRead):
-                await self._serve(effect)
-            elif isinstance(effect, core.Undo):
-                await self._undo(effect)
-            elif isinstance(effect, core.Redo):
-                await self._redo(effect)
-        except Exception as exc:  # reported and journaled; the run stalls visibly, not silently
-            log.exception("effect %s failed", effect)
-            await self._failed(f"{type(effect).__name__} of op {getattr(effect, 'op_id', '?')} "
-                               f"failed: {exc}")
-
-    async def _execute(self, a: core.Execute) -> None:
-        op = self.ops.get(a.op_id)
-        if op is None or op.orphan:  # nobody will run it (or asked a daemon now dead): a no-op
-            await self._feed(core.OpExecuted(a.op_id, {}), abandoned=True)
-            return
-        op.state = "running"
-        if a.shadowed:
-            writes = await asyncio.to_thread(self.executor.shadow, op.op_id)
-            op.result, op.reply = RunResult(0), "skip"  # hidden by a later overwrite: do not run
-            await self._feed(core.OpExecuted(op.op_id, writes), shadowed=True)
-        elif op.kind == "shell":
-            await self._grant_run(op)
-        else:
-            await self._run_tool(op)
-
-    async def _grant_run(self, op: _Op) -> None:
-        try:
-            await asyncio.to_thread(self.executor.prepare, op.op_id)
-        except CoagentError as exc:
-            self._resolve(op, error=ExecutionError(f"cannot prepare op {op.op_id}: {exc}",
-                                                   code="prepare_failed"))
-            await self._feed(core.OpExecuted(op.op_id, {}), failed=str(exc))
-            return
-        op.running, op.state = True, "running"
-        await self._record_quietly("granted", {"action": "run"}, agent=op.agent, op_id=op.op_id)
-        self._publish("op_begun", agent=op.agent, op=op.op_id, detail=op.summary)
-        self._resolve(op, grant=wire.OpGranted(op=op.op_id, action="run"))
-        if op.orphan:  # the peer left while we prepared
-            await self._end(op, -1)
-
-    async def _run_tool(self, op: _Op) -> None:
-        def run() -> RunResult:
-            self.executor.prepare(op.op_id)
-            return self.executor.run(op.op_id)
-        try:
-            op.result = await asyncio.to_thread(run)
-        except CoagentError as exc:  # the tool could not be performed at all
-            op.result = RunResult(1, f"coagent: {exc}\n")
-        self._publish("op_begun", agent=op.agent, op=op.op_id, detail=op.summary)
-        await self._feed(core.OpExecuted(op.op_id, dict(op.result.writes)),
-                         exit_status=op.result.exit_status)
-
-    async def _serve(self, a: core.ServeRead) -> None:
-        op = self.ops.get(a.op_id)
-        if op is not None and not op.orphan:
-            op.result = await asyncio.to_thread(self.executor.serve, op.op_id, a.sources)
-        await self._feed(core.OpExecuted(op.op_id, {}), served={str(k): v for k, v in a.sources.items()})
-
-    async def _undo(self, a: core.Undo) -> None:
-        await asyncio.to_thread(self.executor.undo, a.op_id)
-        self._set_op(a.op_id, "undone")
-        self._publish("op_undone", op=a.op_id, agent=self._owner(a.op_id))
-        await self._feed(core.OpUndone(a.op_id))
-
-    async def _redo(self, a: core.Redo) -> None:
-        try:
-            res = await asyncio.to_thread(self.executor.redo, a.op_id, a.base_changed)
-            done = core.OpRedone(a.op_id, res.ok, dict(res.writes), res.reason)
-        except ExecutionError as exc:  # a failed redo leaves the state as before: a drop
-            done = core.OpRedone(a.op_id, False, {}, str(exc))
-        if done.ok:
-            self._set_op(a.op_id, "done")
-            self._publish("op_redone", op=a.op_id, agent=self._owner(a.op_id))
-        await self._feed(done)
-
-    async def _failed(self, message: str) -> None:
-        self.failures.append(message)
-        await self._record_quietly("effect_failed", {"message": message})
-
-    # ---------------------------------------------------------------- informational actions
-
-    def _ignore(self, a: core.Action) -> None:
-        pass
-
-    def _completed(self, a: core.Completed) -> None:
-        done = self._retracts.pop(a.op_id, None)
-        if done is not None:
-            if not done.done():
-                done.set_result(None)
-            return
-        op = self.ops.get(a.op_id)
-        if op is None:
-            return
-        op.state = "done"
-        self._publish("op_ended", agent=op.agent, op=op.op_id)
-        self._forget_old_ops()
-        result = op.result or RunResult(0)
-        self._resolve(op, grant=wire.OpGranted(op=op.op_id, action=op.reply, content=result.output,
-                                               exit_status=_status(result.exit_status)))
-
-    def _forget_old_ops(self) -> None:
-        """Keep memory bounded: ops over `_KEPT_OPS` are forgotten, oldest finished first
-        (the journal keeps them all; effects on a forgotten op still work)."""
-        if len(self.ops) <= _KEPT_OPS:
-            return
-        for op_id in [o.op_id for o in self.ops.values() if o.state in ("done", "dropped", "undone")
-                      and not o.running][: len(self.ops) - _KEPT_OPS]:
-            del self.ops[op_id]
-
-    def _wait(self, a: core.Wait | core.Hold) -> None:
-        op = self.ops.get(a.op_id)
-        if op is not None:
-            op.state = "held"
-            self._publish("op_held", agent=op.agent, op=op.op_id,
-                          detail=getattr(a, "reason", "irreversible: held until earlier agents finish"))
-            agent = self.agents[op.agent]
-            if agent.state == "running":
-                agent.state = "waiting"
-
-    def _refuse(self, a: core.Refuse) -> None:
-        op = self.ops.get(a.op_id)
-        if op is not None:
-            op.state = "dropped"
-            self._resolve(op, error=ProtocolError(a.message, code=a.code))
-        done = self._retracts.pop(a.op_id, None)
-        if done is not None and not done.done():
-            done.set_exception(ProtocolError(a.message, code=a.code))
-
-    def _drop(self, a: core.Drop) -> None:
-        self._set_op(a.op_id, "dropped")
-        self._publish("op_dropped", op=a.op_id, agent=self._owner(a.op_id), detail=a.reason)
-
-    def _directive(self, a: core.ResumeAgent | core.RestartAgent | core.AbortAgent) -> None:
-        kind = {core.ResumeAgent: "resume", core.RestartAgent: "restart", core.AbortAgent: "abort"}[type(a)]
-        self.directives.append({"agent": a.agent, "directive": kind, "reason": getattr(a, "reason", "")})
-        agent = self.agents[a.agent]
-        if kind == "resume" and agent.state == "finished":
-            agent.state = "running"
-        # The wire has no abort/restart event kinds: they travel as agent_resumed/agent_left
-        # with the directive in `detail`.
-        event: wire.EventKind = "agent_left" if kind == "abort" else "agent_resumed"
-        self._publish(event, agent=a.agent, detail=f"{kind}: {getattr(a, 'reason', '')}".rstrip(": "))
-
-    def _deliver(self, notice: core.Notice, message: wire.Notice) -> None:
-        agent = self.agents[notice.agent]
-        agent.inbox[message.id] = message
-        self._publish("notice", agent=notice.agent, key=message.key, notice=message, detail=message.detail)
 
     # ---------------------------------------------------------------- the tool library
 
@@ -653,78 +433,3 @@ class DaemonService:
         self._spawn(self._record_quietly("tool_library_changed", {
             "version": change.version, "added": list(change.added),
             "changed": list(change.changed), "removed": list(change.removed)}))
-
-    # ---------------------------------------------------------------- helpers
-
-    def _resolve(self, op: _Op, *, grant: wire.OpGranted | None = None,
-                 error: BaseException | None = None) -> None:
-        fut = op.granted
-        if fut is None or fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-            fut.exception()  # mark retrieved: an orphan's refusal is nobody's error
-        else:
-            fut.set_result(grant)  # type: ignore[arg-type]
-        agent = self.agents[op.agent]
-        if agent.state == "waiting":
-            agent.state = "running"
-
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
-
-    def _set_op(self, op_id: int, state: wire.OpState) -> None:
-        op = self.ops.get(op_id)
-        if op is not None:
-            op.state = state
-
-    def _owner(self, op_id: int) -> str | None:
-        op = self.ops.get(op_id)
-        return op.agent if op is not None else None
-
-    async def _set_state(self, agent: _Agent, state: wire.AgentState, event: wire.EventKind) -> None:
-        agent.state = state
-        await self._record_quietly(event, {"state": state}, agent=agent.name)
-        self._publish(event, agent=agent.name)
-
-    async def _record_quietly(self, kind: str, payload: Mapping[str, Any], *,
-                              agent: str | None = None, op_id: int | None = None) -> None:
-        await asyncio.to_thread(self.journal.record, kind, payload, agent=agent, op_id=op_id)
-
-    def _publish(self, kind: wire.EventKind, **fields_: Any) -> None:
-        self.hub.publish(wire.Event(kind=kind, **fields_))
-
-
-_APPLY: dict[type, Callable[[DaemonService, Any], None]] = {
-    core.Completed: DaemonService._completed,
-    core.Wait: DaemonService._wait,
-    core.Hold: DaemonService._wait,
-    core.Refuse: DaemonService._refuse,
-    core.Drop: DaemonService._drop,
-    core.ResumeAgent: DaemonService._directive,
-    core.RestartAgent: DaemonService._directive,
-    core.AbortAgent: DaemonService._directive,
-}
-
-
-# ---------------------------------------------------------------- pure helpers
-
-
-def _spec(op_id: int, agent: str, fp: Footprint, label: str) -> core.OpSpec:
-    return core.OpSpec(op_id=op_id, agent=agent, reads=fp.reads, writes=fp.writes,
-                       observes=fp.observes, overwrites=fp.overwrites, reversible=fp.reversible,
-                       servable=fp.servable, label=label)
-
-
-def _summary(action: ShellCommand | ToolCall) -> str:
-    if isinstance(action, ShellCommand):
-        text = action.line
-    else:
-        args = ", ".join(f"{k}={v!r}" for k, v in action.params.items())
-        text = f"{action.tool}({args})"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _status(code: int) -> int:
-    return code if 0 <= code <= 255 else 255
