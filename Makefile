@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml toolsmith/__init__.py  # a new package needs a new edit
 demo: install
 	$(BIN)/coagent demo
 
-test: install
+lint: install
+	$(BIN)/ruff check coagent_cli toolsmith tests benchmarks
+
+test: install lint
 	$(BIN)/python -m pytest -q
 
 bench: install

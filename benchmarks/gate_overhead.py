@@ -93,7 +93,8 @@ def main() -> None:
         real = find_real_shell("bash")
         shimmed = shim_environment(gated)
         spawn = lambda env: subprocess.run(["bash", "-c", "true"], env=env, check=True)  # noqa: E731
-        print(summary("real `bash -c true` (process per line)", timed(lambda: spawn({**base, "PATH": os.path.dirname(real) + os.pathsep + base["PATH"]}), args.spawns)))
+        real_path = {**base, "PATH": os.path.dirname(real) + os.pathsep + base["PATH"]}
+        print(summary("real `bash -c true` (process per line)", timed(lambda: spawn(real_path), args.spawns)))
         print(summary("shim `bash -c true` (gated, process per line)", timed(lambda: spawn(shimmed), args.spawns)))
     finally:
         daemon.terminate()

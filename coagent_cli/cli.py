@@ -88,7 +88,8 @@ def bench(
                             progress=lambda done, total, t=runs[c]: bar.update(t, completed=done))
                    for c in (True, False))
     console.print(f"controller {controller}: {on.ops} ops by {agents} agents")
-    console.print(f"  throughput: {on.ops_per_second:,.0f} ops/s with collection, {off.ops_per_second:,.0f} ops/s without")
+    console.print(f"  throughput: {on.ops_per_second:,.0f} ops/s with collection, "
+                  f"{off.ops_per_second:,.0f} ops/s without")
     console.print(f"  peak stored versions: {on.peak_versions:,} with collection, {off.peak_versions:,} without "
                   f"({off.peak_versions / max(on.peak_versions, 1):.1f}x)")
     console.print(f"  undos {on.undos:,}, redos {on.redos:,}, notices {on.notices:,}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -48,7 +49,8 @@ def executor_factory() -> Callable[..., Any]:
 class DaemonThread:
     """serve_daemon on its own event loop in a background thread."""
 
-    def __init__(self, workspace: Path, agents: list[str], cc: str = "mtpo", factory: Callable[..., Any] | None = None) -> None:
+    def __init__(self, workspace: Path, agents: list[str], cc: str = "mtpo",
+                 factory: Callable[..., Any] | None = None) -> None:
         self.settings = DaemonSettings(workspace, cc, list(agents))
         self.factory = factory or executor_factory()
         self.info: DaemonInfo | None = None
@@ -323,11 +325,13 @@ def fuzz_lines(rng: "random.Random", n: int) -> list[bytes]:
         lambda: rng.randbytes(rng.randint(1, 60)).replace(b"\n", b" "),
         lambda: b"{" * rng.randint(1, 40),
         lambda: _json.dumps({"type": rng.choice(["nope", "", "BEGIN_OP", 7])}).encode(),
-        lambda: _json.dumps({"type": "end_op", "op": rng.randint(-5, 10**6), "exit_status": rng.randint(-3, 300)}).encode(),
+        lambda: _json.dumps({"type": "end_op", "op": rng.randint(-5, 10**6),
+                             "exit_status": rng.randint(-3, 300)}).encode(),
         lambda: _json.dumps({"type": "begin_op", "cwd": rng.choice([1, None, ""])}).encode(),
         lambda: _json.dumps({"type": "begin_op", "command": "ls", "cwd": "/", "extra": 1}).encode(),
         lambda: _json.dumps({"type": "inbox", "peek": rng.choice(["yes", 1, None])}).encode(),
-        lambda: _json.dumps({"type": "retract", "agent": rng.choice(["bob", "zed", "../x"]), "ops": [rng.randint(1, 9)]}).encode(),
+        lambda: _json.dumps({"type": "retract", "agent": rng.choice(["bob", "zed", "../x"]),
+                             "ops": [rng.randint(1, 9)]}).encode(),
         lambda: _json.dumps({"type": "hello", "protocol": 1, "agent": "alice", "token": "x"}).encode(),
         lambda: _json.dumps({"type": "shutdown"}).encode(),
         lambda: _json.dumps({"type": "read", "key": rng.choice(["", "zz:", "file:../../etc/passwd"])}).encode(),

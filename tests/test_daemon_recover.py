@@ -249,7 +249,7 @@ def remaining_steps(ws: Path) -> dict[str, list[str]]:
             requested = [e.op_id for e in journal.timeline(agent) if e.kind == "op_requested"]
             done = [op is not None and in_effect(journal, op) for op in requested]
             done += [False] * (len(SCRIPTS[agent]) - len(done))
-            left[agent] = [line for line, ok in zip(SCRIPTS[agent], done) if not ok]
+            left[agent] = [line for line, ok in zip(SCRIPTS[agent], done, strict=True) if not ok]
     return left
 
 

@@ -162,7 +162,7 @@ def tree(ws: Path) -> dict[str, str]:
 def run_interleaved(d: DaemonThread, ws: Path, raw: bool, n: int) -> None:
     """bob (the later rank) takes each step just before alice: the worst order for `*`."""
     with d.client("alice") as alice, d.client("bob") as bob:
-        for (ta, pa), (tb, pb) in zip(disjoint_tool_steps("a", n), disjoint_tool_steps("b", n)):
+        for (ta, pa), (tb, pb) in zip(disjoint_tool_steps("a", n), disjoint_tool_steps("b", n), strict=True):
             do_step(bob, ws, raw, tb, pb)
             do_step(alice, ws, raw, ta, pa)
         for c in (alice, bob):

@@ -23,7 +23,8 @@ def test_spellings_normalise_to_one_key(text: str, norm: str) -> None:
     assert str(Key.parse(text)) == norm
 
 
-@pytest.mark.parametrize("bad", ["file:../x", "file:/etc/passwd", "file:", "file:.", "nocolon", ":x", "dir:a/../../b", "file:a\0b"])
+@pytest.mark.parametrize("bad", ["file:../x", "file:/etc/passwd", "file:", "file:.", "nocolon", ":x",
+                                 "dir:a/../../b", "file:a\0b"])
 def test_bad_keys_are_refused_with_our_error(bad: str) -> None:
     with pytest.raises(InvalidKey) as info:
         Key.parse(bad)

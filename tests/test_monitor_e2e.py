@@ -73,7 +73,7 @@ class BackgroundRun:
     """run_plan in a thread; `report` once it returned, `error` if it raised."""
 
     def __init__(self, workspace: Path, clock: GateClock) -> None:
-        plan = parse_plan({"agents": [agent(name, think) for name, think in zip(AGENTS, (0.3, 0.1))]},
+        plan = parse_plan({"agents": [agent(name, think) for name, think in zip(AGENTS, (0.3, 0.1), strict=True)]},
                           "the e2e plan")
         self.options = RunOptions(workspace, cc="mtpo", time_limit=RUN_TIMEOUT, clock=clock)
         self.plan = plan

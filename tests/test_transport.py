@@ -507,7 +507,8 @@ def test_fuzz_every_malformed_message_gets_an_error_and_server_keeps_serving(srv
                 "not_authenticated"
             name = rng.choice(["alice", "bob", "mallory"])
             token = rng.choice(["", "tok-" + name + "x", "tok-admin", str(rng.random())])
-            code = refused(lambda: stranger.request("hello", protocol=PROTOCOL_VERSION, agent=name, token=token))
+            code = refused(lambda n=name, t=token: stranger.request("hello", protocol=PROTOCOL_VERSION,
+                                                                    agent=n, token=t))
             assert code in {"bad_token", "bad_message"}
             answered += 2
     assert answered >= 2_000 + 120

@@ -79,7 +79,7 @@ def generalise(samples: Iterable[Sample], *, min_count: int = MIN_COUNT,
     """Candidates for every group of at least `min_count` samples with distinct lines."""
     names = set(taken)
     out = []
-    for (program, _), members in sorted(group(samples).items()):
+    for _, members in sorted(group(samples).items()):
         if len({m.line for m in members}) < min_count:
             continue
         name = _name(members, names)

@@ -339,7 +339,8 @@ class Engine(Removals, Settling):
     def snapshot(self) -> dict[str, object]:
         return {
             "controller": self.name,
-            "agents": {a.name: {"rank": a.rank, "status": a.status, "inbox": len(a.inbox), "steps": a.steps} for a in self._by_rank()},
+            "agents": {a.name: {"rank": a.rank, "status": a.status, "inbox": len(a.inbox), "steps": a.steps}
+                       for a in self._by_rank()},
             "stats": vars(self.stats).copy(),
             "versions": self.ledger.version_count(),
             "in_flight": len(self._sequences),

@@ -64,7 +64,8 @@ def _observers(ledger: Ledger, key: Key) -> list[str]:
 def _deliver(agents: dict[str, AgentState], stats: Stats, found: Found, by: str,
              next_id: Callable[[], int]) -> list[Action]:
     out: list[Action] = []
-    for (agent, key), (kind, old, new, steps) in sorted(found.items(), key=lambda x: (agents[x[0][0]].rank, str(x[0][1]))):
+    by_rank_then_key = sorted(found.items(), key=lambda x: (agents[x[0][0]].rank, str(x[0][1])))
+    for (agent, key), (kind, old, new, steps) in by_rank_then_key:
         notice = Notice(next_id(), agent, key, kind, by, old, new, tuple(steps), _detail(kind, key, by))
         out.extend(_post(agents[agent], stats, notice))
     return out

@@ -25,7 +25,8 @@ Rules this module keeps:
   the same agent (a gated shell may open one per command line). When an agent's LAST
   connection closes with ops granted but not ended, they are finished with exit status
   -1 after `orphan_grace` seconds (None: never, wait for a later end_op) and the agent
-  is marked crashed. An agent that leaves with nothing open is simply idle. What such an op did stays done: the executor's images record it.
+  is marked crashed. An agent that leaves with nothing open is simply idle. What such an
+  op did stays done: the executor's images record it.
 
 Hot reload: when the executor has a tool library (`executor.library`), the daemon
 watches its directories (daemon.library.LibraryFeed) from start() until drain(). A reload
@@ -207,7 +208,8 @@ class DaemonService(Effects, InformationalActions):
                            reads=o.reads, writes=o.writes) for o in recent]
         size = self.library.size if self.library is not None else None
         return wire.Snapshot(cc=self.config.cc, agents=agents, ops=ops, quiescent=self.core.quiescent,
-                             library_size=size, totals=run_totals(self.core.stats, self.agents.values()), started_at=self.started_at)
+                             library_size=size, totals=run_totals(self.core.stats, self.agents.values()),
+                             started_at=self.started_at)
 
 
     # ---------------------------------------------------------------- requests

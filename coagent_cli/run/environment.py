@@ -10,8 +10,9 @@ the daemon accepts `finish` (a later resume starts a new one in the same directo
 on `close`. A declared tool call is performed by the daemon itself (`begin_op(tool=...)`
 answered `served` with the output). Notices come
 from the agent's inbox; finishing is `finish`; `retract` undoes some of the agent's own
-ops for good (the daemon re-applies later writes of others on top and tells them). A refused op reaches the agent loop as a
-CoagentError, which the loop shows the model as an error observation.
+ops for good (the daemon re-applies later writes of others on top and tells them). A
+refused op reaches the agent loop as a CoagentError, which the loop shows the model as an
+error observation.
 
 The environment also keeps what a report needs: how long the agent waited for grants
 (waiting) and ran commands (executing); the rest of its time is thinking.

@@ -410,7 +410,7 @@ class Launcher:
         config = self.plan.toolsmith
         if config is None:
             return None
-        from toolsmith.smith import Outcome, ToolSmith
+        from toolsmith.smith import ToolSmith
 
         smith = ToolSmith(self.workspace, min_count=config.min_count)
         console = self.options.console if self.options.view != "none" else None

@@ -162,7 +162,7 @@ def _match_tool(line: str, tools: Sequence[ToolMatcher], cwd: Path,
     for tool in tools:
         found = tool.match(argv, cwd, workspace)
         if found is not None:
-            name = found.tool if isinstance(found.tool, str) else str(getattr(found.tool, "name"))
+            name = found.tool if isinstance(found.tool, str) else str(found.tool.name)
             return Classification(kind="tool", reads=frozenset(found.reads),
                                   writes=frozenset(found.writes), reason=f"declared tool {name}",
                                   tool=name, params=dict(found.params))

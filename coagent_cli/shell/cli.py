@@ -23,7 +23,7 @@ import typer
 from coagent_cli.daemon import ENV_AGENT, ENV_SOCKET, ENV_TOKEN
 from coagent_cli.daemon.client import Client, RemoteError
 from coagent_cli.cliutil import clean_errors
-from coagent_cli.errors import CoagentError, UsageError
+from coagent_cli.errors import UsageError
 from coagent_cli.shell.gated import find_real_shell, rc_file
 
 __all__ = ["shell_cmd", "exec_cmd", "inbox_cmd", "done_cmd", "register", "app", "notice_json",

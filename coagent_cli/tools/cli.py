@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 import yaml
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from coagent_cli.cliutil import clean_errors
-from coagent_cli.errors import CoagentError, UsageError
+from coagent_cli.errors import UsageError
 from coagent_cli.tools.check import CheckReport, check_tool
 from coagent_cli.tools.library import ToolEntry, ToolLibrary, workspace_tools_dir
 from coagent_cli.tools.loader import load_spec_file

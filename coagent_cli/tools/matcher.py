@@ -88,7 +88,7 @@ def bind_argv(words: list[_Word], argv: list[str]) -> dict[str, str] | None:
         return None
     values: dict[str, str] = {}
     after_dashdash = False
-    for word, arg in zip(words, argv):
+    for word, arg in zip(words, argv, strict=False):
         if word.guarded and arg.startswith("-") and not after_dashdash:
             return None
         m = word.regex.fullmatch(arg)

@@ -197,7 +197,7 @@ class Snapshotter:
         out = self._git.run(args).stdout
         fields = out.split(b"\0")
         raw: list[tuple[str, tuple[str, str], tuple[str, str]]] = []
-        for meta, path in zip(fields[0::2], fields[1::2]):
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
             old_mode, new_mode, old_id, new_id, _status = meta.decode().lstrip(":").split(" ")
             raw.append((os.fsdecode(path), (old_mode, old_id), (new_mode, new_id)))
         images = self._images([e for _, b, a in raw for e in (b, a)])
