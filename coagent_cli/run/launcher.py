@@ -43,7 +43,6 @@ from typing import Any, Callable, Literal, TypeVar
 
 from rich.console import Console
 
-import coagent_cli
 from coagent_cli.agents import Agent, AgentConfig, Clock, SystemClock, Trajectory, make_model
 from coagent_cli.daemon.client import AsyncClient, Client
 from coagent_cli.daemon.run import DaemonInfo, DaemonSettings, Tokens, paths_for, serve_daemon
@@ -52,6 +51,7 @@ from coagent_cli.journal import Journal
 from coagent_cli.run.environment import AgentAddress, DaemonEnvironment
 from coagent_cli.run.continuation import RUN_DIR_META, AgentHistory, load_histories
 from coagent_cli.run.plan import BuiltinAgent, ExternalAgent, Plan
+from coagent_cli.shell.gated import shims_dir
 from coagent_cli.run.report import AgentReport, RunReport
 
 __all__ = ["Launcher", "RunOptions", "run_plan", "shims_bin"]
@@ -76,8 +76,8 @@ class RunOptions:
 
 
 def shims_bin() -> Path | None:
-    """`shims/bin` at the repository root, if this checkout has it."""
-    folder = Path(coagent_cli.__file__).resolve().parents[1] / "shims" / "bin"
+    """The shims' `bin/` (a checkout's, or the one a wheel installed), if there is one."""
+    folder = shims_dir() / "bin"
     return folder if folder.is_dir() else None
 
 

@@ -60,8 +60,13 @@ _KILL_GRACE = 5.0      # seconds a killed command gets to give the prompt back
 
 
 def shims_dir() -> Path:
-    """`shims/` at the repository root (the package is installed editable from there)."""
-    return Path(coagent_cli.__file__).resolve().parents[1] / "shims"
+    """Where the shims are: `shims/` at the repository root for a checkout (an editable
+    install), else `<prefix>/share/coagent/shims`, where a wheel installs them (the
+    data-files of pyproject.toml)."""
+    checkout = Path(coagent_cli.__file__).resolve().parents[1] / "shims"
+    if (checkout / "coagent.bashrc").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "coagent" / "shims"
 
 
 def rc_file() -> Path:
