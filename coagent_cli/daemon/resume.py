@@ -70,7 +70,10 @@ def rebuild(journal: Journal, cc: str, executor: TakesUp | None) -> Resumed | No
         return None
     rebuilt = replay(make_controller(cc), history)
     labels = {e.op.op_id: (e.op.agent, e.op.label) for e, _ in history if isinstance(e, core.OpRequested)}
-    problems = executor.adopt(journal.ops()) if executor is not None else []
+    # Only ops the ledger still holds can be undone or redone; collected ones belong to
+    # agents settled for good, whose merge bases no longer matter.
+    live = rebuilt.core.ledger.ops
+    problems = executor.adopt([r for r in journal.ops() if r.op_id in live]) if executor is not None else []
     return Resumed(rebuilt, labels, problems)
 
 
