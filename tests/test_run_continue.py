@@ -107,6 +107,9 @@ class FakeEnv:
     def bash(self, command: str) -> Observation:
         if self.crash_at is not None and len(self.ran) + 1 == self.crash_at:
             raise RuntimeError("the daemon died")
+        if command.startswith("refused"):  # a line the daemon turned away: no op
+            self.ran.append(command)
+            return Observation("error (forbidden): refused", 2)
         op, self.next_op = self.next_op, self.next_op + 1
         self.ran.append(command)
         if self.notice_after is not None and len(self.ran) == self.notice_after:
@@ -171,6 +174,22 @@ def test_a_conversation_comes_back_with_every_call_answered_and_a_note(tmp_path:
     assert "echo x > f" in history.note() and "did NOT take effect" in history.note()
 
 
+def test_a_call_answered_without_an_op_is_not_played_again() -> None:
+    script = {"steps": [{"bash": "echo 1 >> f"}, {"bash": "refused line"}, {"bash": "echo 2 >> f"},
+                        {"bash": "echo 3 >> f"}]}
+    first = FakeEnv(1, crash_at=4)
+    agent = Agent("a", "task", model=ScriptedModel(script, clock=FakeClock()), env=first, clock=FakeClock())
+    with pytest.raises(RuntimeError):
+        agent.run()
+    events = agent.trajectory.events
+    messages = _answer_dangling([e["message"] for e in events if e["event"] == "message"], False)
+    second = FakeEnv(3)
+    again = Agent("a", "task", model=ScriptedModel(script, clock=FakeClock()), env=second, clock=FakeClock(),
+                  taken_up=TakenUp(messages, events, agent.steps, (1, 2), (), "crashed"))
+    assert again.run().ok
+    assert second.ran == ["echo 3 >> f"]
+
+
 def test_an_agent_taken_up_keeps_its_conversation_and_reads_the_note() -> None:
     class Echo:
         name = "echo"
@@ -231,3 +250,15 @@ def test_an_llm_agent_of_a_killed_run_comes_back_with_its_conversation(
     assert roles == ["system", "user", "assistant", "tool", "user"], roles
     assert first_of_second_run[2]["tool_calls"][0]["function"]["name"] == "bash"
     assert "interrupted" in first_of_second_run[4]["content"]
+
+
+def test_a_trajectory_line_torn_by_the_crash_is_left_out(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    good = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    (run_dir / "a.jsonl").write_text("".join(json.dumps({"event": "message", "message": m}) + "\n" for m in good)
+                                     + '{"event": "message", "mess')
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.set_meta("launcher_run_dir", str(run_dir))
+        history = load_histories(journal, ["a"])["a"]
+    assert history.messages == good

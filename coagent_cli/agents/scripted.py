@@ -111,7 +111,8 @@ class ScriptedModel:
         replays its own trajectory (the notices it was given, the calls it made, the op
         of each) without touching anything, to reach the place it was at; then every
         call the crash undid is queued again, first: its op was rolled back by recover,
-        or it has no op and no standing op of `standing` accounts for it (it never ran).
+        or its result was never recorded and no standing op of `standing` accounts for it
+        (it never ran). A call answered without an op (refused, say) stays answered.
         Raises ExecutionError when the trajectory is not this script's."""
         book = self._book
         if book is None:
@@ -119,12 +120,13 @@ class ScriptedModel:
         clock, retract, self.clock = self.clock, book.retract, _NoWait()
         book.retract = None if retract is None else (lambda ops: None)
         issued: dict[str, _Pending] = {}
+        answered: set[str] = set()
         offered: list[ToolSchema] = []
         try:
             for e in events:
                 if e.get("event") == "tools":  # what the loop offered from then on
                     offered = [ToolSchema(str(n), "", {}) for n in e.get("names", [])]
-                self._replay_one(e, book, issued, offered)
+                self._replay_one(e, book, issued, answered, offered)
         finally:
             self.clock, book.retract = clock, retract
         known = set(book.ops.values())
@@ -133,6 +135,8 @@ class ScriptedModel:
         again: list[_Pending] = []
         for call_id, item in issued.items():
             op = book.ops.get(call_id)
+            if op is None and call_id in answered:
+                continue  # it ran and made no op
             if op is None and extra:
                 book.ops[call_id] = extra.pop(0)
             elif op is None or op in undone:
@@ -141,7 +145,7 @@ class ScriptedModel:
         self._queue.extendleft(reversed(again))
 
     def _replay_one(self, e: dict[str, Any], book: "OpBook", issued: dict[str, "_Pending"],
-                    offered: list[ToolSchema]) -> None:
+                    answered: set[str], offered: list[ToolSchema]) -> None:
         if e.get("event") == "notice":
             book.notices.append(Notice(e["key"], e["by"], e.get("kind", "stale_read"), e.get("detail", ""),
                                        e.get("diff"), tuple(e.get("steps", ()))))
@@ -149,8 +153,10 @@ class ScriptedModel:
         message = e.get("message") if e.get("event") == "message" else None
         if not isinstance(message, dict):
             return
-        if message.get("role") == "tool" and e.get("op_id") is not None:
-            book.ops[str(message.get("tool_call_id"))] = int(e["op_id"])
+        if message.get("role") == "tool":
+            answered.add(str(message.get("tool_call_id")))
+            if e.get("op_id") is not None:
+                book.ops[str(message.get("tool_call_id"))] = int(e["op_id"])
         if message.get("role") != "assistant":
             return
         reply = self.query([], offered)

@@ -24,7 +24,6 @@ from typing import Any
 
 from coagent_cli.agents.loop import TakenUp
 from coagent_cli.agents.models import Message
-from coagent_cli.agents.trajectory import read_trajectory
 from coagent_cli.journal import Journal
 
 __all__ = ["AgentHistory", "load_histories", "RUN_DIR_META"]
@@ -89,20 +88,14 @@ def load_histories(journal: Journal, agents: list[str]) -> dict[str, AgentHistor
     run_dir = journal.get_meta(RUN_DIR_META)
     if run_dir:
         for history in histories.values():
-            _conversation(history, Path(run_dir), journal)
+            _conversation(history, Path(run_dir))
     return histories
 
 
-def _conversation(history: AgentHistory, run_dir: Path, journal: Journal) -> None:
-    path = run_dir / f"{history.agent}.jsonl"
-    if not path.is_file():
-        return
-    try:
-        events = read_trajectory(path)
-    except (OSError, json.JSONDecodeError):
-        return  # a torn last line or an unreadable file: start from the task instead
+def _conversation(history: AgentHistory, run_dir: Path) -> None:
+    events = _trajectory(run_dir / f"{history.agent}.jsonl")
     messages = [e["message"] for e in events if e.get("event") == "message" and isinstance(e.get("message"), dict)]
-    if not messages:
+    if not events or not messages:
         return
     history.events = events
     history.steps = sum(1 for m in messages if m.get("role") == "assistant")
@@ -111,15 +104,31 @@ def _conversation(history: AgentHistory, run_dir: Path, journal: Journal) -> Non
     history.messages = _answer_dangling(messages, bool(took_effect))
 
 
+def _trajectory(path: Path) -> list[dict[str, Any]]:
+    """The trajectory's events; a last line the crash tore is left out. An unreadable
+    file, or a bad line before the last, gives nothing (the agent starts from its task)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return []
+    events = []
+    for i, line in enumerate(lines):
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            return events if i == len(lines) - 1 else []
+    return events
+
+
 def _answer_dangling(messages: list[Message], took_effect: bool) -> list[Message]:
     """Every assistant tool call needs a tool result before the next request: the crash
     may have cut a reply's calls short. Their result now says what the journal knows:
     whether an op of the agent stands that no recorded result accounts for."""
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
     out: list[Message] = []
-    for i, m in enumerate(messages):
+    for m in messages:
         out.append(m)
         calls = (m.get("tool_calls") or []) if m.get("role") == "assistant" else []
-        answered = {n.get("tool_call_id") for n in messages[i + 1:] if n.get("role") == "tool"}
         for call in calls:
             if call.get("id") not in answered:
                 verdict = ("it DID take effect" if took_effect else
