@@ -189,3 +189,14 @@ def test_a_plan_with_the_toolsmith_lifts_later_lines_and_ends_as_the_serial_run(
         assert footprint[f"sh stamp.sh notes/{agent}-6.txt seven"] == [f"file:notes/{agent}-6.txt"], footprint
     assert (ws / "notes" / "shared.txt").read_text() == "eight\ntwo\n"  # a0's stamp first: rank order
     assert (ws / "notes" / "a1-7.txt").read_text() == "eight\n"
+
+
+def test_watch_mode_registers_once_and_says_so(ws: Path) -> None:
+    start_detached(DaemonSettings(ws, "mtpo", ["a0"]))
+    run_lines(ws, "a0", LINES)
+    done = subprocess.run([sys.executable, "-m", "coagent_cli", "toolsmith", "-w", str(ws), "--watch", "0.1",
+                           "--rounds", "3"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith("+ ts_stamp_sh: registered (3 lines like `sh stamp.sh"), said
+    assert [p.name for p in (ws / ".coagent" / "tools").glob("*.yaml")] == ["ts_stamp_sh.yaml"]
