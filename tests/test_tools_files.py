@@ -40,6 +40,17 @@ def read(root: Path, rel: str) -> str:
     return (root / rel).read_text()
 
 
+def holds(root: Path, expect: tuple[str, str | None]) -> None:
+    """`expect` is (path, text): the file's text, "<dir>" for a directory, None for absent."""
+    rel, text = expect
+    if text is None:
+        assert not (root / rel).exists()
+    elif text == "<dir>":
+        assert (root / rel).is_dir()
+    else:
+        assert read(root, rel) == text
+
+
 # (tool, starting tree, params, expected file after (path, text or None for absent))
 CASES = [
     ("write_file", {"a.txt": "old\n"}, {"path": "a.txt", "content": "new\n"}, ("a.txt", "new\n")),
@@ -71,13 +82,7 @@ def test_forward_then_inverse_restores_the_tree(tmp_path: Path, name: str, files
     os.chmod(tmp_path / "other/keep.txt", 0o640)
     before = manifest(tmp_path)
     result = run(name, tmp_path, **params)
-    rel, text = expect
-    if text is None:
-        assert not (tmp_path / rel).exists()
-    elif text == "<dir>":
-        assert (tmp_path / rel).is_dir()
-    else:
-        assert read(tmp_path, rel) == text
+    holds(tmp_path, expect)
     assert not outside_footprint(observed(tmp_path, before), result.writes)
     undo(result)
     assert manifest(tmp_path) == before
@@ -168,13 +173,7 @@ def test_every_file_tool_redoes_on_a_changed_base(tmp_path: Path, name: str, fil
     make_tree(tmp_path, change)
     base = manifest(tmp_path)
     again = redo(result)
-    rel, text = expect
-    if text is None:
-        assert not (tmp_path / rel).exists()
-    elif text == "<dir>":
-        assert (tmp_path / rel).is_dir()
-    else:
-        assert read(tmp_path, rel) == text
+    holds(tmp_path, expect)
     undo(again)
     assert manifest(tmp_path) == base
 
